@@ -1,0 +1,3 @@
+from arxctl.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Connector catalog, risk formula, policy compilation and the decision engine."""

@@ -1,0 +1,1 @@
+"""The agent registry: immutable versions, lifecycle, lineage, grants, approvals and drift."""

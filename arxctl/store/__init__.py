@@ -1,0 +1,1 @@
+"""State backends: embedded SQLite (default); Kubernetes custom resources (operator)."""
