@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 import os
-import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from arxctl import __version__
 from arxctl.commands import agents, chain, register, validate
 
+
+class ArxGroup(TyperGroup):
+    """Typed arxctl errors become a one-line message and their exit code; tracebacks only with --debug."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from arxctl.errors import ArxError
+
+        try:
+            return super().invoke(ctx)
+        except (TyperException, typer.Exit, typer.Abort):
+            raise
+        except ArxError as exc:
+            if os.environ.get("ARX_DEBUG"):
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            if os.environ.get("ARX_DEBUG"):
+                raise
+            typer.echo(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for a traceback)", err=True)
+            raise typer.Exit(70) from None
+
+
 app = typer.Typer(
+    cls=ArxGroup,
     name="arxctl",
     help="Govern AI agents like employees: registry, scored decisions, approvals, grants, drift, audit chain.",
     no_args_is_help=True,
@@ -28,17 +53,14 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(epilog="Example: arxctl validate examples/ && arxctl register examples/manifests examples/policies")
 def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    """arxctl: govern AI agents the way a company governs employees.
-
-    Example: arxctl validate examples/ && arxctl register examples/manifests examples/policies
-    """
+    """Govern AI agents like employees: registry, scored decisions, approvals, grants, drift, audit chain."""
     if debug:
         os.environ["ARX_DEBUG"] = "1"
 
@@ -50,30 +72,5 @@ app.add_typer(chain.app, name="chain")
 
 
 def main() -> None:
-    """Entry point: typed errors become a one-line message and their exit code."""
-    from arxctl.errors import ArxError
-
-    try:
-        app(standalone_mode=False)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except ArxError as exc:
-        if os.environ.get("ARX_DEBUG"):
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # click usage errors and the unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        if os.environ.get("ARX_DEBUG"):
-            raise
-        typer.echo(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for a traceback)", err=True)
-        sys.exit(70)
+    """Console-script entry point."""
+    app()
