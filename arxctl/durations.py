@@ -6,14 +6,14 @@ import re
 from datetime import timedelta
 
 _PART = re.compile(r"(\d+)(ms|s|m|h|d)")
-_WHOLE = re.compile(r"^(?:\d+(?:ms|s|m|h|d))+$")
+DURATION_SYNTAX = re.compile(r"^(?:\d+(?:ms|s|m|h|d))+$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> timedelta:
     """Parse a Go-style duration; raise ValueError with a helpful message otherwise."""
     value = str(text).strip()
-    if not value or not _WHOLE.match(value):
+    if not value or not DURATION_SYNTAX.match(value):
         raise ValueError(f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 15m, 4h, 1h30m, 7d")
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
     if seconds <= 0:

@@ -103,10 +103,10 @@ def split_action(action: str) -> tuple[str, str] | None:
 @cache
 def builtin_document() -> dict[str, Any]:
     """The built-in catalog file, a ConnectorCatalog resource."""
-    from ruamel.yaml import YAML
+    import yaml
 
     text = resources.files("arxctl.data").joinpath("connectors.yaml").read_text(encoding="utf-8")
-    return YAML(typ="safe", pure=True).load(text)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 @cache

@@ -13,7 +13,7 @@ from typing import Any
 
 from arxctl import API_VERSION
 from arxctl.diagnostics import Diagnostic, Severity, sort_key
-from arxctl.durations import parse_duration
+from arxctl.durations import DURATION_SYNTAX, parse_duration
 from arxctl.policy.catalog import Catalog, CatalogConflict, builtin
 from arxctl.resources.yamlio import Document, iter_documents, json_path_str, parse_text
 from arxctl.schemas import KINDS, validator
@@ -86,7 +86,7 @@ def _schema_diagnostics(doc: Document, kind: str) -> list[Diagnostic]:
         elif v == "required":
             missing = err.message.split("'")[1] if "'" in err.message else str(err.validator_value)
             out.append(_diag(doc, [*path, missing], "ARX102", f"missing required field '{missing}'",
-                             at=doc.position(path)))
+                             at=doc.position(path, key=bool(path))))
         elif v == "pattern" and path[-2:] == ["metadata", "name"]:
             out.append(_diag(doc, path, "ARX110",
                              f"name {err.instance!r} is not a DNS-1123 label "
@@ -113,6 +113,11 @@ def _schema_diagnostics(doc: Document, kind: str) -> list[Diagnostic]:
     return out
 
 
+def _list(value: Any) -> list[Any]:
+    """The value when it is a list, else empty (the schema already reported the wrong type)."""
+    return value if isinstance(value, list) else []
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
@@ -126,7 +131,7 @@ def _type_name(value: Any) -> str:
 def _check_agent(doc: Document, spec: dict[str, Any], catalog: Catalog) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     seen: dict[str, int] = {}
-    for i, entry in enumerate(spec.get("connectors") or []):
+    for i, entry in enumerate(_list(spec.get("connectors"))):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             continue
         name = entry["name"]
@@ -141,7 +146,7 @@ def _check_agent(doc: Document, spec: dict[str, Any], catalog: Catalog) -> list[
         if connector is None:
             out.append(_diag(doc, [*base, "name"], "ARX120",
                              f"unknown connector '{name}'{_suggest(name, catalog.connectors)}"))
-        for j, action in enumerate(entry.get("actions") or []):
+        for j, action in enumerate(_list(entry.get("actions"))):
             if not isinstance(action, str):
                 continue
             info = catalog.lookup(action)
@@ -149,11 +154,12 @@ def _check_agent(doc: Document, spec: dict[str, Any], catalog: Catalog) -> list[
             if info is None:
                 hint = _suggest(action, connector.actions if connector else catalog.actions)
                 out.append(_diag(doc, where, "ARX121", f"unknown action '{action}'{hint}"))
-            elif info.connector != name:
+            elif info.connector != name and connector is not None:
                 out.append(_diag(doc, where, "ARX122",
                                  f"action '{action}' belongs to connector '{info.connector}', not '{name}'"))
     parent = spec.get("parent")
-    name = (doc.data.get("metadata") or {}).get("name")
+    metadata = doc.data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
     if parent is not None and parent == name:
         out.append(_diag(doc, ["spec", "parent"], "ARX103", "an agent cannot be its own parent"))
     return out
@@ -168,13 +174,20 @@ def _cel_position(doc: Document, path: list[str | int], cel_line: int, cel_col: 
     first = lines[line - 1][col - 1:col]
     if first in ("|", ">"):
         target = line + cel_line
-        if target <= len(lines):
-            text = lines[target - 1]
-            return target, len(text) - len(text.lstrip(" ")) + cel_col
+        if target <= len(lines) and line < len(lines):
+            first_content = lines[line]
+            indent = len(first_content) - len(first_content.lstrip(" "))
+            return target, indent + cel_col
         return line, col
     if first in ("'", '"'):
         return line + cel_line - 1, col + cel_col if cel_line == 1 else cel_col
     return line + cel_line - 1, (col + cel_col - 1) if cel_line == 1 else cel_col
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    """1-based (line, col) of a character offset in a multi-line string."""
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
 def check_cel(expression: str) -> tuple[tuple[int, int, str] | None, set[str]]:
@@ -203,7 +216,7 @@ def _check_policy(doc: Document, spec: dict[str, Any], catalog: Catalog) -> list
             out.append(_diag(doc, ["spec", "thresholds", key], "ARX131",
                              f"review threshold {review} must be below deny threshold {deny}"))
     names: dict[str, int] = {}
-    for i, rule in enumerate(spec.get("rules") or []):
+    for i, rule in enumerate(_list(spec.get("rules"))):
         if not isinstance(rule, dict):
             continue
         base = ["spec", "rules", i]
@@ -216,8 +229,9 @@ def _check_policy(doc: Document, spec: dict[str, Any], catalog: Catalog) -> list
                 names[name] = i
         when = rule.get("when")
         if isinstance(when, str) and not any(fnmatch.fnmatchcase(a, when) for a in catalog.actions):
+            choices = [f"{c}.*" for c in catalog.connectors] if "*" in when else catalog.actions
             out.append(_diag(doc, [*base, "when"], "ARX150",
-                             f"'{when}' matches no known action{_suggest(when, catalog.actions)}; "
+                             f"'{when}' matches no known action{_suggest(when, choices)}; "
                              "the rule can never fire", severity=Severity.warning))
         expr = rule.get("if")
         if isinstance(expr, str):
@@ -225,7 +239,7 @@ def _check_policy(doc: Document, spec: dict[str, Any], catalog: Catalog) -> list
         then = rule.get("then")
         if isinstance(then, dict) and isinstance(then.get("approvalRequired"), dict):
             timeout = then["approvalRequired"].get("timeout")
-            if isinstance(timeout, str):
+            if isinstance(timeout, str) and DURATION_SYNTAX.match(timeout):
                 try:
                     parse_duration(timeout)
                 except ValueError as exc:
@@ -240,31 +254,32 @@ def _check_if(doc: Document, path: list[str | int], expr: str) -> list[Diagnosti
         fixed = f"size({m.group(1)})"
         out.append(_diag(doc, path, "ARX141",
                          f"CEL has no '.length': write {fixed} instead of {m.group(0)}",
-                         at=_cel_position(doc, path, 1, m.start() + 1)))
+                         at=_cel_position(doc, path, *_line_col(expr, m.start()))))
     error, variables = check_cel(expr)
     if error:
         line, col, message = error
         out.append(_diag(doc, path, "ARX140", f"CEL: {message}", at=_cel_position(doc, path, line, col)))
     else:
         for var in sorted(variables - CEL_VARIABLES):
-            col = expr.find(var) + 1 if var in expr else 1
+            m = re.search(rf"(?<![\w.]){re.escape(var)}\b", expr)
+            line, col = _line_col(expr, m.start() if m else 0)
             out.append(_diag(doc, path, "ARX151",
                              f"unknown CEL variable '{var}'{_suggest(var, CEL_VARIABLES)}; "
                              f"available: {', '.join(sorted(CEL_VARIABLES))}",
-                             at=_cel_position(doc, path, 1, col)))
+                             at=_cel_position(doc, path, line, col)))
     return out
 
 
 def _check_grant(doc: Document, spec: dict[str, Any], catalog: Catalog) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     ttl = spec.get("ttl")
-    if isinstance(ttl, str):
+    if isinstance(ttl, str) and DURATION_SYNTAX.match(ttl):
         try:
             if parse_duration(ttl) > MAX_GRANT_TTL:
                 out.append(_diag(doc, ["spec", "ttl"], "ARX133", f"ttl {ttl} exceeds the 24h maximum for a grant"))
         except ValueError as exc:
             out.append(_diag(doc, ["spec", "ttl"], "ARX132", str(exc)))
-    for j, action in enumerate(spec.get("actions") or []):
+    for j, action in enumerate(_list(spec.get("actions"))):
         if isinstance(action, str) and catalog.lookup(action) is None:
             out.append(_diag(doc, ["spec", "actions", j], "ARX121",
                              f"unknown action '{action}'{_suggest(action, catalog.actions)}"))
@@ -318,7 +333,8 @@ def validate_documents(
         if check and isinstance(spec, dict):
             problems = check(doc, spec, catalog)
             diagnostics.extend(problems)
-        name = (doc.data.get("metadata") or {}).get("name")
+        metadata = doc.data.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
         if id(doc) in catalog_ids or not isinstance(name, str):
             continue
         key = (kind, name)

@@ -1,34 +1,52 @@
-"""Multi-document YAML with line and column for every node (ruamel.yaml round-trip)."""
+"""Multi-document YAML with line and column for every node.
+
+Parsing uses libyaml through PyYAML's composer (C speed, node marks for every key and value); values are
+built here under the YAML 1.2 core schema (as Kubernetes users expect: `yes`/`on` are strings), with
+duplicate-key detection, merge keys and a node budget against alias bombs.
+"""
 
 from __future__ import annotations
 
-import datetime as _dt
+import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from arxctl.diagnostics import Diagnostic, Severity
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
 YAML_SUFFIXES = (".yaml", ".yml")
+INT64 = 2**63
+_MERGE = "tag:yaml.org,2002:merge"
+_STR = "tag:yaml.org,2002:str"
+_PLAIN = "tag:arx.dev,2026:plain"
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml composer that leaves untagged plain scalars for YAML 1.2 resolution here."""
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode and implicit[0] and value != "<<":
+            return _PLAIN
+        return super().resolve(kind, value, implicit)
 
 JsonPath = Sequence[str | int]
 
 
 @dataclass(slots=True)
 class Document:
-    """One YAML document: plain data plus the ruamel tree that knows positions."""
+    """One YAML document: plain data plus the node tree that knows positions."""
 
     path: str
     index: int
     data: Any
-    node: Any
+    node: Node | None
     start_line: int = 1
     text: str = field(default="", repr=False)
 
@@ -38,28 +56,124 @@ class Document:
         Falls back to the deepest ancestor that exists (e.g. a missing field points at its parent).
         """
         node = self.node
-        line, col = self.start_line, 1
-        if isinstance(node, CommentedMap | CommentedSeq) and node.lc.line is not None:
-            line, col = node.lc.line + 1, node.lc.col + 1
+        if node is None:
+            return self.start_line, 1
+        line, col = node.start_mark.line + 1, node.start_mark.column + 1
         for i, part in enumerate(json_path):
             last = i == len(json_path) - 1
-            try:
-                if isinstance(node, CommentedMap) and part in node:
-                    kl, kc = node.lc.key(part)
-                    if last and key:
-                        return kl + 1, kc + 1
-                    vl, vc = node.lc.value(part)
-                    line, col = vl + 1, vc + 1
-                    node = node[part]
-                elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-                    il, ic = node.lc.item(part)
-                    line, col = il + 1, ic + 1
-                    node = node[part]
-                else:
+            if isinstance(node, MappingNode):
+                found = None
+                for k, v in _pairs(node):
+                    if isinstance(k, ScalarNode) and k.value == part:
+                        found = (k, v)
+                if found is None:
                     break
-            except (KeyError, IndexError, TypeError, AttributeError):
+                k, v = found
+                if last and key:
+                    return k.start_mark.line + 1, k.start_mark.column + 1
+                node = v
+            elif isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+                node = node.value[part]
+            else:
                 break
+            line, col = node.start_mark.line + 1, node.start_mark.column + 1
         return line, col
+
+
+def _pairs(node: MappingNode) -> list[tuple[Node, Node]]:
+    """Key/value node pairs with merge keys (`<<`) expanded; explicit keys win over merged ones."""
+    own = [(k, v) for k, v in node.value if k.tag != _MERGE]
+    merged: list[tuple[Node, Node]] = []
+    for k, v in node.value:
+        if k.tag == _MERGE:
+            sources = v.value if isinstance(v, SequenceNode) else [v]
+            for src in sources:
+                if isinstance(src, MappingNode):
+                    merged.extend(_pairs(src))
+    if not merged:
+        return own
+    names = {k.value for k, _ in own if isinstance(k, ScalarNode)}
+    return [(k, v) for k, v in merged if not (isinstance(k, ScalarNode) and k.value in names)] + own
+
+
+class _BuildError(Exception):
+    """A value that has no JSON form: carries the node and a message."""
+
+    def __init__(self, node: Node, message: str, rule: str = "ARX001", path: list[str | int] | None = None) -> None:
+        self.node, self.message, self.rule, self.path = node, message, rule, path or []
+        super().__init__(message)
+
+
+_INT = re.compile(r"^[-+]?[0-9]+$")
+_OCT = re.compile(r"^0o[0-7]+$")
+_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_INF = {".inf": math.inf, ".Inf": math.inf, ".INF": math.inf, "+.inf": math.inf, "+.Inf": math.inf,
+        "+.INF": math.inf, "-.inf": -math.inf, "-.Inf": -math.inf, "-.INF": -math.inf}
+_NULLS = {"", "~", "null", "Null", "NULL"}
+_TRUE = {"true", "True", "TRUE"}
+_FALSE = {"false", "False", "FALSE"}
+
+
+def _scalar(node: ScalarNode, path: list[str | int]) -> Any:
+    """Resolve an untagged plain scalar under the YAML 1.2 core schema; anything else stays a string."""
+    value = node.value
+    if node.tag != _PLAIN:
+        return value  # quoted, or explicitly tagged: the text as written
+    if value in _NULLS:
+        return None
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    number: int | None = None
+    if _INT.match(value):
+        number = int(value, 10)
+    elif _OCT.match(value):
+        number = int(value[2:], 8)
+    elif _HEX.match(value):
+        number = int(value[2:], 16)
+    if number is not None:
+        if not -INT64 <= number < INT64:
+            raise _BuildError(node, "integer out of the 64-bit range", path=path)
+        return number
+    if _FLOAT.match(value):
+        return float(value)
+    if value in _INF:
+        return _INF[value]
+    if value in (".nan", ".NaN", ".NAN"):
+        return math.nan
+    return value
+
+
+def build(node: Node, budget: list[int], path: list[str | int]) -> Any:
+    """Plain JSON-compatible Python values from a composed node tree."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _BuildError(node, f"document has more than {MAX_NODES} nodes (alias expansion?)", path=[])
+    if isinstance(node, ScalarNode):
+        return _scalar(node, path)
+    if isinstance(node, SequenceNode):
+        return [build(child, budget, [*path, i]) for i, child in enumerate(node.value)]
+    if isinstance(node, MappingNode):
+        out: dict[str, Any] = {}
+        first_seen: dict[str, Node] = {}
+        for k, v in node.value:
+            if k.tag == _MERGE:
+                continue
+            if not isinstance(k, ScalarNode):
+                raise _BuildError(k, "mapping keys must be plain strings", path=path)
+            name = k.value
+            if name in first_seen:
+                line = first_seen[name].start_mark.line + 1
+                raise _BuildError(k, f'duplicate key "{name}" (first defined at line {line})', "ARX006",
+                                  [*path, name])
+            first_seen[name] = k
+        for k, v in _pairs(node):
+            name = k.value if isinstance(k, ScalarNode) else str(k)
+            out[name] = build(v, budget, [*path, name])
+        return out
+    raise _BuildError(node, f"unsupported YAML node {type(node).__name__}", path=path)
 
 
 def json_path_str(parts: JsonPath) -> str:
@@ -75,51 +189,21 @@ def json_path_str(parts: JsonPath) -> str:
     return out
 
 
-class _TooLarge(Exception):
-    pass
+INT64 = 2**63
 
 
-def to_plain(node: Any, budget: list[int] | None = None) -> Any:
-    """Convert ruamel containers and scalars into plain JSON-compatible Python values."""
-    if budget is None:
-        budget = [MAX_NODES]
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise _TooLarge
-    if isinstance(node, dict):
-        return {str(k): to_plain(v, budget) for k, v in node.items()}
-    if isinstance(node, list | tuple):
-        return [to_plain(v, budget) for v in node]
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, _dt.datetime | _dt.date):
-        return node.isoformat()
-    if isinstance(node, str):
-        return str(node)
-    if isinstance(node, bytes):
-        return node.decode("utf-8", "replace")
-    return str(node)
+_BAD_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
 
 def _bad_char_position(text: str) -> tuple[int, int, str] | None:
-    for offset, ch in enumerate(text):
-        code = ord(ch)
-        if (code < 0x20 and ch not in "\t\n\r") or code == 0x7F or 0xFFFE <= code <= 0xFFFF:
-            before = text[:offset]
-            line = before.count("\n") + 1
-            col = offset - (before.rfind("\n") + 1) + 1
-            return line, col, f"U+{code:04X}"
-    return None
-
-
-def _new_yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
-    return yaml
+    """The first character YAML forbids in a text stream, as (line, col, code point)."""
+    m = _BAD_CHAR.search(text)
+    if m is None:
+        return None
+    before = text[: m.start()]
+    line = before.count("\n") + 1
+    col = m.start() - (before.rfind("\n") + 1) + 1
+    return line, col, f"U+{ord(m.group()):04X}"
 
 
 def parse_text(text: str, path: str) -> tuple[list[Document], list[Diagnostic]]:
@@ -134,39 +218,33 @@ def parse_text(text: str, path: str) -> tuple[list[Document], list[Diagnostic]]:
         text = text[1:]
     docs: list[Document] = []
     try:
-        for index, node in enumerate(_new_yaml().load_all(text)):
+        for index, node in enumerate(yaml.compose_all(text, Loader=_Loader)):
             if node is None:
                 continue
-            start = node.lc.line + 1 if isinstance(node, CommentedMap | CommentedSeq) else 1
+            start = node.start_mark.line + 1
             try:
-                data = to_plain(node)
-            except _TooLarge:
-                return [], [
-                    Diagnostic(
-                        path, start, 1, "ARX001", Severity.error,
-                        f"document has more than {MAX_NODES} nodes (alias expansion?)",
-                    )
-                ]
+                data = build(node, [MAX_NODES], [])
+            except _BuildError as exc:
+                line, col = exc.node.start_mark.line + 1, exc.node.start_mark.column + 1
+                return [], [Diagnostic(path, line, col, exc.rule, Severity.error, exc.message, json_path_str(exc.path))]
+            if isinstance(node, ScalarNode) and data is None:
+                continue
             docs.append(Document(path, index, data, node, start, text))
-    except MarkedYAMLError as exc:
+    except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        rule = "ARX006" if "duplicate key" in str(exc.problem or "") else "ARX001"
-        message = _yaml_message(exc, text, line)
-        return [], [Diagnostic(path, line, col, rule, Severity.error, message)]
-    except YAMLError as exc:
+        return [], [Diagnostic(path, line, col, "ARX001", Severity.error, _yaml_message(exc, text, line))]
+    except yaml.YAMLError as exc:
         return [], [Diagnostic(path, 1, 1, "ARX001", Severity.error, f"YAML error: {exc}".splitlines()[0])]
     except RecursionError:
         return [], [Diagnostic(path, 1, 1, "ARX001", Severity.error, "YAML nesting too deep")]
     return docs, []
 
 
-def _yaml_message(exc: MarkedYAMLError, text: str, line: int) -> str:
+def _yaml_message(exc: yaml.MarkedYAMLError, text: str, line: int) -> str:
     problem = (exc.problem or exc.context or "YAML syntax error").strip()
     if "\t" in problem or "'\\t'" in problem:
         return "tab character used for indentation; YAML indents with spaces"
-    if "duplicate key" in problem:
-        return problem.replace("found ", "")
     lines = text.splitlines()
     if 0 < line <= len(lines) and lines[line - 1].lstrip(" ").startswith("\t"):
         return "tab character used for indentation; YAML indents with spaces"
