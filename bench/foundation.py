@@ -45,8 +45,8 @@ def bench_help() -> None:
     exe = shutil.which("arxctl", path=str(Path(sys.executable).parent)) or "arxctl"
     help_s = wall([exe, "--help"])
     python_s = wall([sys.executable, "-c", "pass"])
-    print(f"arxctl --help            {help_s * 1000:8.1f} ms   (target < 300 ms; bare python start {python_s * 1000:.1f} ms,"
-          f" ratio {help_s / python_s:.1f}x)")
+    print(f"arxctl --help            {help_s * 1000:8.1f} ms   (target < 300 ms; "
+          f"bare python start {python_s * 1000:.1f} ms, ratio {help_s / python_s:.1f}x)")
 
 
 def bench_validate(n: int) -> None:

@@ -70,7 +70,7 @@ def test_four_processes_register_at_once(tmp_path: Path) -> None:
         folders.append(folder)
     procs = [_arxctl("register", str(f), state=state) for f in folders]
     for p in procs:
-        out, err = p.communicate(timeout=300)
+        _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
     result = _verify(state)
     assert result["ok"] and result["no_gaps"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from arxctl.cli import app
 from arxctl.resources.validation import INPUT_RULES, check_paths
-from typer.testing import CliRunner
 
 GOLDEN = Path(__file__).parent / "golden" / "validate"
 CASES = sorted(p.name for p in GOLDEN.glob("*.yaml"))
@@ -31,7 +31,8 @@ def test_golden_diagnostics(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_golden_exit_codes(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(GOLDEN)
     monkeypatch.setenv("ARX_HOME", str(tmp_path / "state"))
-    rules = {line.split(": ")[1].split()[0] for line in (GOLDEN / name).with_suffix(".expected").read_text().splitlines()}
+    expected = (GOLDEN / name).with_suffix(".expected").read_text().splitlines()
+    rules = {line.split(": ")[1].split()[0] for line in expected}
     result = CliRunner().invoke(app, ["validate", name])
     assert result.exit_code == (2 if rules & INPUT_RULES else 1)
     assert not (tmp_path / "state").exists(), "validate never creates state"

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from arxctl.commands._common import (
-    ActorOpt, CatalogOpt, Output, QuietOpt, StateOpt, actor, console, echo, print_json, print_yaml, table,
+    ActorOpt,
+    CatalogOpt,
+    Output,
+    QuietOpt,
+    StateOpt,
+    actor,
+    console,
+    echo,
+    print_json,
+    print_yaml,
+    table,
 )
 
 app = typer.Typer(help="List, inspect, graph and roll back registered agents.", no_args_is_help=True)
@@ -37,7 +47,8 @@ def _policies(store, registry) -> list[dict]:
 @app.command("list")
 def list_(
     selector: Annotated[
-        str, typer.Option("--selector", "-l", help="Label selector: env=prod,region=us-east or env:prod/region:us-east.")
+        str,
+        typer.Option("--selector", "-l", help="Label selector: env=prod,region=us-east or env:prod/region:us-east."),
     ] = "",
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
     state: StateOpt = None,

@@ -72,7 +72,7 @@ def build_graph(
     """Edges for every declared action, scored at session frequency 0 and at its cap."""
     model = model or RiskModel()
     labels = (agent_doc.get("metadata") or {}).get("labels") or {}
-    specs = [p["spec"] if "spec" in p else p for p in policies]
+    specs = [p.get("spec", p) for p in policies]
     applicable = [s for s in specs if applies(s, labels)]
     review, deny = effective_thresholds(applicable)
     rules = [r for s in applicable for r in s.get("rules") or []]

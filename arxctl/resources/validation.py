@@ -370,7 +370,7 @@ def check_paths(
         report.diagnostics.extend(problems)
         docs.extend(file_docs)
     extra: list[Document] = []
-    for path, file_docs, problems in iter_documents(catalog_files):
+    for _, file_docs, problems in iter_documents(catalog_files):
         report.diagnostics.extend(problems)
         extra.extend(file_docs)
     resources, diagnostics, _ = validate_documents(docs, base_catalog=base_catalog, catalog_docs=extra)

@@ -158,7 +158,7 @@ def build(node: Node, budget: list[int], path: list[str | int]) -> Any:
     if isinstance(node, MappingNode):
         out: dict[str, Any] = {}
         first_seen: dict[str, Node] = {}
-        for k, v in node.value:
+        for k, _ in node.value:
             if k.tag == _MERGE:
                 continue
             if not isinstance(k, ScalarNode):
