@@ -15,6 +15,7 @@ from arxctl import API_VERSION
 from arxctl.diagnostics import Diagnostic, Severity, sort_key
 from arxctl.durations import DURATION_SYNTAX, parse_duration
 from arxctl.policy.catalog import Catalog, CatalogConflict, builtin
+from arxctl.policy.static import never_changes_outcome
 from arxctl.resources.yamlio import Document, iter_documents, json_path_str, parse_text
 from arxctl.schemas import KINDS, validator
 
@@ -244,6 +245,7 @@ def _check_policy(doc: Document, spec: dict[str, Any], catalog: Catalog) -> list
                     parse_duration(timeout)
                 except ValueError as exc:
                     out.append(_diag(doc, [*base, "then", "approvalRequired", "timeout"], "ARX132", str(exc)))
+    out.extend(never_changes_outcome(doc, spec, catalog))
     return out
 
 

@@ -1,0 +1,173 @@
+"""Building the engine's state from the embedded store, and deciding (and recording) one call from the CLI."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from arxctl.chain import store as chain
+from arxctl.chain.records import Record
+from arxctl.clock import parse_ts
+from arxctl.errors import InputError, NotFoundError, ValidationFailed
+from arxctl.policy.catalog import Catalog
+from arxctl.policy.compiler import compile_policies
+from arxctl.policy.engine import (
+    AgentInfo,
+    Call,
+    Decision,
+    EngineState,
+    Explanation,
+    SessionWindow,
+    call_time,
+    decide,
+    explain,
+)
+from arxctl.policy.risk import RiskModel
+from arxctl.store.sqlite import Store
+
+DECISION = "decision"
+_BATCH = 256
+
+
+def parse_payload(text: str) -> dict[str, Any]:
+    """`--payload`: a JSON object, or `@file` holding one; errors name the line and column."""
+    source = "--payload"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read the payload file: {exc}") from None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"{source}:{exc.lineno}:{exc.colno}: payload is not valid JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{source}: the payload must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def load_policy_paths(paths: Sequence[Path], catalog_files: Sequence[Path], base: Catalog) -> list[dict[str, Any]]:
+    """The Policy resources in files or folders, validated like `arxctl validate`; any error raises."""
+    from arxctl.resources.validation import check_paths
+
+    report = check_paths(paths, catalog_files=catalog_files, base_catalog=base)
+    if not report.ok or report.input_error:
+        raise ValidationFailed([d for d in report.diagnostics if d.severity == "error"])
+    return [r.doc for r in report.resources if r.kind == "Policy"]
+
+
+def extend_catalog(base: Catalog, catalog_files: Sequence[Path]) -> Catalog:
+    """The catalog with the ConnectorCatalog documents of `--catalog` files added (validated first)."""
+    if not catalog_files:
+        return base
+    from arxctl.resources.validation import check_paths
+
+    report = check_paths(catalog_files, base_catalog=base)
+    if not report.ok or report.input_error:
+        raise ValidationFailed([d for d in report.diagnostics if d.severity == "error"])
+    catalog = base
+    for resource in report.resources:
+        if resource.kind == "ConnectorCatalog":
+            catalog = catalog.extend(resource.doc["spec"], resource.name)
+    return catalog
+
+
+def load_state(
+    store: Store | None, *, policy_docs: Sequence[dict[str, Any]] | None = None, catalog: Catalog | None = None,
+    model: RiskModel | None = None, window: SessionWindow | None = None,
+) -> EngineState:
+    """Registered agents (with their status) and policies; `policy_docs` replaces the registered policies."""
+    from arxctl.registry import resources as registry
+
+    catalog = catalog or registry.catalog(store)
+    agents: list[AgentInfo] = []
+    docs: list[dict[str, Any]] = list(policy_docs) if policy_docs is not None else []
+    if store is not None:
+        agents = [AgentInfo.from_doc(v.doc, status=h.status) for h, v in registry.current(store, "Agent")]
+        if policy_docs is None:
+            docs = [v.doc for _, v in registry.current(store, "Policy")]
+    return EngineState.build(agents, compile_policies(docs, model), catalog, window=window)
+
+
+def recent_window(
+    conn: sqlite3.Connection, agent: str, session: str, before: Call, model: RiskModel,
+    lateness: timedelta = timedelta(hours=1),
+) -> SessionWindow:
+    """A session window holding the recorded decisions of this agent and session that can still count.
+
+    Reads the agent's decision records newest first and stops at the first one older than the window
+    plus `lateness` before the call.
+    """
+    window = SessionWindow(lateness.total_seconds())
+    cutoff = call_time(before) - timedelta(seconds=model.frequency_window_s) - lateness
+    found: list[int] = []
+    last_seq: int | None = None
+    window_us = round(model.frequency_window_s * 1_000_000)
+    while True:
+        rows = conn.execute(
+            "SELECT seq, ts, line FROM chain WHERE agent = ? AND type = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (agent, DECISION, last_seq if last_seq is not None else 2**62, _BATCH),
+        ).fetchall()
+        if not rows:
+            break
+        done = False
+        for seq, ts, line in rows:
+            last_seq = seq
+            moment = parse_ts(ts)
+            if moment < cutoff:
+                done = True
+                break
+            body = Record.from_line(line).body
+            if body.get("session") == session:
+                found.append(round(moment.timestamp() * 1_000_000))
+        if done:
+            break
+    for t_us in reversed(found):
+        window.observe(agent, session, t_us, window_us)
+    return window
+
+
+def decide_call(
+    store: Store | None, call: Call, *, policy_docs: Sequence[dict[str, Any]] | None = None,
+    catalog: Catalog | None = None, record: bool = False, actor: str | None = None,
+) -> tuple[Decision, int | None]:
+    """Decide one call against the registered state; with `record`, append the decision record to the chain
+    in the same transaction that read the state (returns the decision and the chain seq)."""
+    if record:
+        if store is None:
+            raise InputError("--record needs a state store")
+        with store.transaction() as conn:
+            decision = _decide_from(store, conn, call, policy_docs, catalog)
+            body = decision.to_record()
+            appended = chain.append(
+                conn, chain.Entry(type=DECISION, agent=call.agent, actor=actor, body=body, ts=body["ts"])
+            )
+            return decision, appended.seq
+    if store is None:
+        return decide(call, load_state(None, policy_docs=policy_docs, catalog=catalog)), None
+    return _decide_from(store, store.conn, call, policy_docs, catalog), None
+
+
+def _decide_from(store: Store, conn: sqlite3.Connection, call: Call,
+                 policy_docs: Sequence[dict[str, Any]] | None, catalog: Catalog | None) -> Decision:
+    state = load_state(store, policy_docs=policy_docs, catalog=catalog)
+    window = recent_window(conn, call.agent, call.session, call, state.policies.model)
+    return decide(call, EngineState(state.agents, state.policies, state.catalog, state.grants, window))
+
+
+def explain_action(
+    store: Store | None, agent: str, action: str, *, policy_docs: Sequence[dict[str, Any]] | None = None,
+    catalog: Catalog | None = None, env: str | None = None,
+) -> Explanation:
+    """`policy explain` for a registered agent."""
+    state = load_state(store, policy_docs=policy_docs, catalog=catalog)
+    if agent not in state.agents:
+        raise NotFoundError(f"no agent '{agent}' (register it with `arxctl register`)")
+    return explain(agent, action, state, env=env)
