@@ -33,3 +33,7 @@ class ValidationFailed(InputError):
         first = diagnostics[0].render() if diagnostics else "validation failed"
         more = f" (+{len(diagnostics) - 1} more)" if len(diagnostics) > 1 else ""
         super().__init__(first + more)
+
+
+class SealedError(ArxError):
+    """An append was refused because the agent's record is sealed: exit code 1."""

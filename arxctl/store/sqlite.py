@@ -34,6 +34,31 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX chain_agent ON chain (agent, seq);
     """,
+    # 2: the audit chain's Merkle frontier and subtree cache, signed checkpoints, signing keys, seals.
+    """
+    CREATE TABLE chain_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO chain_meta (key, value) VALUES ('log_id', lower(hex(randomblob(8))));
+    CREATE TABLE chain_merkle (
+        id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, frontier BLOB NOT NULL
+    );
+    CREATE TABLE chain_nodes (
+        level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (level, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE chain_checkpoints (
+        n INTEGER PRIMARY KEY, size INTEGER NOT NULL, ts TEXT NOT NULL, line TEXT NOT NULL
+    );
+    CREATE TABLE chain_published (
+        n INTEGER NOT NULL, witness TEXT NOT NULL, object TEXT NOT NULL, ts TEXT NOT NULL,
+        PRIMARY KEY (witness, n)
+    );
+    CREATE TABLE chain_keys (
+        key_id TEXT PRIMARY KEY, algorithm TEXT NOT NULL, public_pem TEXT NOT NULL,
+        valid_from TEXT NOT NULL, valid_until TEXT, source TEXT NOT NULL
+    );
+    CREATE TABLE chain_seals (
+        agent TEXT PRIMARY KEY, seq INTEGER NOT NULL, retention_class TEXT NOT NULL, ts TEXT NOT NULL
+    );
+    """,
 ]
 
 
