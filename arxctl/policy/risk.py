@@ -45,19 +45,6 @@ class RiskModel:
         """n = 1 + earlier calls by the same agent and session inside the window."""
         return min(self.frequency_cap, max(0, n - self.frequency_free_calls))
 
-    def max_score(self, operation: str, data_class: str, env: str | None) -> int:
-        return (
-            self.operation_risk(operation)
-            + self.connector_sensitivity(data_class)
-            + self.frequency_cap
-            + self.target_sensitivity(env)
-        )
-
-    def min_score(self, operation: str, data_class: str, env: str | None) -> int:
-        return self.operation_risk(operation) + self.connector_sensitivity(data_class) + self.target_sensitivity(
-            env
-        )
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "operation": dict(self.operation),

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from arxctl.policy.applicability import applies, effective_thresholds
 from arxctl.policy.catalog import Catalog
 from arxctl.policy.risk import RiskModel, band
 
@@ -69,26 +67,23 @@ def build_graph(
     agent_doc: Mapping[str, Any], catalog: Catalog, policies: Sequence[Mapping[str, Any]],
     model: RiskModel | None = None,
 ) -> ConnectorGraph:
-    """Edges for every declared action, scored at session frequency 0 and at its cap."""
-    model = model or RiskModel()
-    labels = (agent_doc.get("metadata") or {}).get("labels") or {}
-    specs = [p.get("spec", p) for p in policies]
-    applicable = [s for s in specs if applies(s, labels)]
-    review, deny = effective_thresholds(applicable)
-    rules = [r for s in applicable for r in s.get("rules") or []]
+    """Edges for every declared action, scored by the engine from a quiet to a saturated session."""
+    from arxctl.policy.compiler import compile_policies
+    from arxctl.policy.engine import AgentInfo, EngineState, explain
+
+    agent = AgentInfo.from_doc(dict(agent_doc))
+    state = EngineState.build([agent], compile_policies(list(policies), model), catalog)
+    review, deny = state.policies.applicable(agent.labels_key)[1:]
     edges: list[Edge] = []
     for entry in agent_doc["spec"].get("connectors") or []:
-        target = entry.get("target") or {}
-        env = target.get("env") or "unknown"
-        system = target.get("system") or entry["name"]
         for action in entry.get("actions") or []:
-            info = catalog.lookup(action)
-            operation = info.operation if info else "destructive"
-            data_class = entry.get("dataClass") or (info.data_class if info else "restricted")
-            gated = tuple(sorted(r["name"] for r in rules if fnmatch.fnmatchcase(action, r["when"])))
+            found = explain(agent.name, action, state)
+            r, scores = found.resolved, found.score_range
+            assert r is not None and scores is not None
+            gated = tuple(sorted({rule.name for rule in found.rules}))
             edges.append(Edge(
-                entry["name"], action, operation, data_class, system, env,
-                model.min_score(operation, data_class, env), model.max_score(operation, data_class, env), gated,
+                entry["name"], action, r.operation, r.data_class, r.system, r.env,
+                scores[0]["total"], scores[1]["total"], gated,
             ))
     return ConnectorGraph(agent_doc["metadata"]["name"], tuple(edges), review, deny)
 
