@@ -15,12 +15,12 @@ from arxctl import API_VERSION
 from arxctl.diagnostics import Diagnostic, Severity, sort_key
 from arxctl.durations import DURATION_SYNTAX, parse_duration
 from arxctl.policy.catalog import Catalog, CatalogConflict, builtin
+from arxctl.policy.compiler import CEL_VARIABLES
 from arxctl.policy.static import never_changes_outcome
 from arxctl.resources.yamlio import Document, iter_documents, json_path_str, parse_text
 from arxctl.schemas import KINDS, validator
 
 INPUT_RULES = frozenset({"ARX001", "ARX002", "ARX006"})
-CEL_VARIABLES = frozenset({"payload", "agent", "target", "session", "action", "operation", "now"})
 MAX_GRANT_TTL = timedelta(hours=24)
 _CEL_POS = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
 _LENGTH = re.compile(r"([A-Za-z_][\w.\[\]\"']*)\.length\b(?!\s*\()")
