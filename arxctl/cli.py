@@ -10,7 +10,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from arxctl import __version__
-from arxctl.commands import agents, chain, decide, keys, policy, register, router, validate
+from arxctl.commands import agents, chain, crds, decide, keys, policy, register, router, validate
 
 
 class ArxGroup(TyperGroup):
@@ -70,6 +70,7 @@ app.add_typer(register.app)
 app.add_typer(agents.app, name="agents")
 app.add_typer(chain.app, name="chain")
 app.add_typer(keys.app, name="keys")
+app.add_typer(crds.app, name="crds")
 app.add_typer(router.app, name="router")
 app.add_typer(decide.app)
 app.add_typer(policy.app, name="policy")

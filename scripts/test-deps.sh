@@ -17,3 +17,12 @@ apt_install() {
 # redis-server: the LLM router's fleet-wide circuit breaker tests run against a real one.
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 echo "test dependencies: redis-server $(redis-server --version | awk '{print $3}')"
+
+# kube-apiserver + etcd built from Go modules (cached in ~/.cache/arxctl/envtest/<version>/; minutes on the
+# first run, instant after): the operator and CRD e2e tests run against a real API server.
+started=$SECONDS
+assets="$(tests/envtest/build.sh)"
+echo "test dependencies: kube-apiserver and etcd in $assets ($((SECONDS - started)) s)"
+
+# The committed CRDs must match the schemas they are generated from.
+.venv/bin/arxctl crds check --dir crds

@@ -1,0 +1,1 @@
+"""Kubernetes artefacts derived from the resource schemas (CustomResourceDefinitions)."""
