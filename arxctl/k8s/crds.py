@@ -82,11 +82,12 @@ class Rule:
 class KindInfo:
     """How one kind is served: names, printer columns, and the Kubernetes-only additions to its schema.
 
-    Paths in `rules`, `list_map_keys`, `limits` and `untyped` name schema nodes: `""` is the root,
+    Paths in `rules`, `list_map_keys` and `untyped` name schema nodes: `""` is the root,
     `spec.ttl` a property, `spec.rules[]` the items of an array, `spec.scope{}` the values of a map. A
     path missing from the schema is an error, so a renamed field can never silently drop a rule.
-    `limits` bound sizes so the server's CEL cost estimate stays within budget; `untyped` lists the
-    nodes whose type union the server can only hold as any JSON value (CEL cannot inspect them).
+    Size bounds that keep the server's CEL cost estimate within budget live in the JSON Schemas, so
+    `validate` and the server agree. `untyped` lists the nodes whose type union the server can only hold
+    as any JSON value (CEL cannot inspect them).
     """
 
     kind: str
@@ -95,7 +96,6 @@ class KindInfo:
     columns: tuple[Column, ...] = ()
     rules: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict)
     list_map_keys: Mapping[str, str] = field(default_factory=dict)
-    limits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     untyped: frozenset[str] = frozenset()
 
     @property
@@ -152,11 +152,6 @@ KIND_INFO: dict[str, KindInfo] = {
             "spec.rules[].then.approvalRequired.timeout": (_POSITIVE_DURATION,),
         },
         list_map_keys={"spec.rules": "name"},
-        limits={
-            "spec.selector": {"maxProperties": 64},
-            "spec.rules": {"maxItems": 1024},
-            "spec.rules[].then.approvalRequired.timeout": {"maxLength": 64},
-        },
     ),
     "Grant": KindInfo(
         kind="Grant",
@@ -179,7 +174,6 @@ KIND_INFO: dict[str, KindInfo] = {
                      message_expression="'ttl ' + self + ' exceeds the 24h maximum for a grant'"),
             ),
         },
-        limits={"spec.ttl": {"maxLength": 64}},
         untyped=frozenset({"spec.scope{}"}),
     ),
     "ConnectorCatalog": KindInfo(
@@ -187,7 +181,6 @@ KIND_INFO: dict[str, KindInfo] = {
         plural="connectorcatalogs",
         short_names=("ccat",),
         columns=(_AGE,),
-        limits={"spec.connectors": {"maxItems": 256}, "spec.connectors[].actions": {"maxProperties": 1024}},
     ),
 }
 
@@ -209,9 +202,6 @@ class _Converter:
     used: set[str] = field(default_factory=set)
 
     def _extras(self, path: str, node: Schema) -> Schema:
-        if path in self.info.limits:
-            node.update(self.info.limits[path])
-            self.used.add(f"limits:{path}")
         if path in self.info.list_map_keys:
             if node.get("type") != "array":
                 raise CrdGenerationError(f"{self.info.kind} {path}: list-map keys need an array")
@@ -318,7 +308,7 @@ class _Converter:
             out["required"] = required
         self._extras("", out)
         declared = {f"rules:{p}" for p in self.info.rules} | {f"keys:{p}" for p in self.info.list_map_keys}
-        declared |= {f"limits:{p}" for p in self.info.limits} | {f"untyped:{p}" for p in self.info.untyped}
+        declared |= {f"untyped:{p}" for p in self.info.untyped}
         missing = sorted(declared - self.used)
         if missing:
             raise CrdGenerationError(f"{self.info.kind}: no schema node for {', '.join(missing)}")

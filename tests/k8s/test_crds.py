@@ -213,10 +213,10 @@ def test_keywords_are_converted() -> None:
 def test_extras_attach_where_declared() -> None:
     info = KindInfo(kind="Thing", plural="things", short_names=(),
                     rules={"spec.items[].n": (Rule("self > 0", "positive"),)},
-                    list_map_keys={"spec.items": "id"}, limits={"spec.items": {"maxItems": 8}},
+                    list_map_keys={"spec.items": "id"},
                     untyped=frozenset({"spec.any"}))
     spec = _spec(info, {"type": "object", "properties": {
-        "items": {"type": "array", "items": {"type": "object", "required": ["id"], "properties": {
+        "items": {"type": "array", "maxItems": 8, "items": {"type": "object", "required": ["id"], "properties": {
             "id": {"type": "string"}, "n": {"type": "integer"}}}},
         "any": {"type": ["string", "boolean"]},
     }})
