@@ -10,7 +10,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from arxctl import __version__
-from arxctl.commands import agents, chain, crds, decide, keys, policy, register, router, validate
+from arxctl.commands import agents, analyze, chain, crds, decide, evidence, keys, policy, register, router, validate
 
 
 class ArxGroup(TyperGroup):
@@ -72,6 +72,8 @@ app.add_typer(chain.app, name="chain")
 app.add_typer(keys.app, name="keys")
 app.add_typer(crds.app, name="crds")
 app.add_typer(router.app, name="router")
+app.add_typer(analyze.app)
+app.add_typer(evidence.app, name="evidence")
 app.add_typer(decide.app)
 app.add_typer(policy.app, name="policy")
 
