@@ -10,7 +10,29 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from arxctl import __version__
-from arxctl.commands import agents, analyze, chain, crds, decide, evidence, keys, policy, register, router, validate
+from arxctl.commands import (
+    activity,
+    agents,
+    analyze,
+    approvals,
+    assess,
+    chain,
+    crds,
+    credentials,
+    decide,
+    decommission,
+    drift,
+    evidence,
+    grants,
+    handles,
+    keys,
+    lifecycle,  # noqa: F401  (adds suspend, reactivate, throttle, status and lineage to `agents`)
+    policy,
+    register,
+    router,
+    simulate,
+    validate,
+)
 
 
 class ArxGroup(TyperGroup):
@@ -71,11 +93,20 @@ app.add_typer(agents.app, name="agents")
 app.add_typer(chain.app, name="chain")
 app.add_typer(keys.app, name="keys")
 app.add_typer(crds.app, name="crds")
+app.add_typer(decide.app)
+app.add_typer(policy.app, name="policy")
 app.add_typer(router.app, name="router")
 app.add_typer(analyze.app)
 app.add_typer(evidence.app, name="evidence")
-app.add_typer(decide.app)
-app.add_typer(policy.app, name="policy")
+app.add_typer(drift.app, name="drift")
+app.add_typer(assess.app)
+app.add_typer(approvals.app, name="approvals")
+app.add_typer(grants.app, name="grants")
+app.add_typer(handles.app, name="handles")
+app.add_typer(credentials.app, name="credentials")
+app.add_typer(decommission.app)
+app.add_typer(simulate.app)
+app.add_typer(activity.app, name="activity")
 
 
 def main() -> None:

@@ -48,6 +48,17 @@ def decide(
         list[Path] | None, typer.Option("--policy", help="Decide with the Policies in these files or folders.")
     ] = None,
     record: Annotated[bool, typer.Option("--record", help="Append the decision record to the audit chain.")] = False,
+    current_state: Annotated[
+        str | None,
+        typer.Option("--current-state", help="With --record: the target's current state (JSON or @file); "
+                                             "approvers see the payload's diff against it."),
+    ] = None,
+    approval: Annotated[
+        str | None, typer.Option("--approval", help="With --record: use (and consume) this approved approval.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Project config (default: <state>/config.yaml).")
+    ] = None,
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 0 for ALLOW, 1 for DENY, 3 for APPROVAL_REQUIRED.")
     ] = False,
@@ -60,18 +71,26 @@ def decide(
 
     Prints the decision; `-o json` prints the decision record. Secret-looking payload fields are masked.
 
+    With `--record`, APPROVAL_REQUIRED opens a pending approval bound to this exact call (`arxctl approvals`);
+    once approved, the same call recorded again is allowed once and the approval is consumed.
+
     Exits 0 once a decision is made; with `--exit-code`: 0 ALLOW, 1 DENY, 3 APPROVAL_REQUIRED. Bad input exits 2.
 
     Example: arxctl decide --agent triage-cs-01 --action servicenow.change.close --payload '{"change_ids":["C1","C2"]}'
     """
     from arxctl.clock import now
-    from arxctl.errors import ValidationFailed
+    from arxctl.errors import InputError, ValidationFailed
     from arxctl.policy import state as engine
     from arxctl.policy.engine import Call
+    from arxctl.registry import config as project
     from arxctl.registry import resources as registry
+    from arxctl.registry.approvals import parse_current_state
     from arxctl.store.sqlite import existing_store, open_store
 
     arguments = engine.parse_payload(payload)
+    if not record and (current_state is not None or approval is not None):
+        raise InputError("--current-state and --approval need --record (an approval is consumed when used)")
+    current = parse_current_state(current_state) if current_state is not None else None
     store = open_store(state) if record else existing_store(state)
     target = {k: str(v) for k, v in (("env", env), ("system", system)) if v}
     try:
@@ -82,14 +101,27 @@ def decide(
         raise typer.Exit(2) from None
     call = Call(ts=now(), agent=agent, action=action, payload=arguments, session=session,
                 target=target or None, operation=str(operation) if operation else None)
-    decision, seq = engine.decide_call(store, call, policy_docs=docs, catalog=cat, record=record,
-                                       actor=actor(as_))
+    recorded = None
+    if record:
+        settings = project.load(store.directory, config) if config is not None else None
+        recorded = engine.record_call(store, call, policy_docs=docs, catalog=cat, actor=actor(as_),
+                                      current_state=current, approval_id=approval, config=settings)
+        decision, seq = recorded.decision, recorded.seq
+    else:
+        decision, seq = engine.decide_call(store, call, policy_docs=docs, catalog=cat)
     if output == DecideOutput.json:
         print_json(decision.to_record())
     else:
         _render(decision, arguments)
     if seq is not None:
         typer.echo(f"recorded as chain seq {seq}", err=True)
+    if recorded is not None and recorded.approval is not None:
+        a = recorded.approval
+        opened = "opened" if recorded.approval_created else "already open"
+        typer.echo(f"approval {a.id} {opened}: group {a.group or '-'} must answer by {a.expires_at} "
+                   f"(arxctl approvals approve {a.id} --as USER)", err=True)
+    if recorded is not None and recorded.consumed is not None:
+        typer.echo(f"approval {recorded.consumed} consumed by this call", err=True)
     raise typer.Exit(EXIT_CODES[decision.verdict] if exit_code else 0)
 
 

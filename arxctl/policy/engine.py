@@ -29,7 +29,7 @@ from arxctl.policy.risk import RiskModel, band
 ACTIVE, DECOMMISSIONED = "active", "decommissioned"
 FIXED_SCORE = 100
 INTERCEPT_REASONS = frozenset({"agent-unknown", "agent-suspended", "agent-decommissioned", "not-in-manifest"})
-REASONS = (*sorted(INTERCEPT_REASONS), "threshold", "rule", "throttled", "grant", "policy-error")
+REASONS = (*sorted(INTERCEPT_REASONS), "threshold", "rule", "throttled", "grant", "approval", "policy-error")
 UNKNOWN_OPERATION = "unknown"
 UNKNOWN_ENV = "unknown"
 FALLBACK_DATA_CLASS = "restricted"
@@ -161,6 +161,26 @@ class Grant:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovedCall:
+    """An approved, unconsumed approval: it authorizes the one call it was requested for, once, until
+    `usable_until` (same agent, action, payload digest and resolved target)."""
+
+    id: str
+    agent: str
+    action: str
+    payload_digest: str
+    system: str
+    env: str
+    usable_until: datetime
+
+    def matches(self, action: str, payload_digest: str | None, r: Resolved, ts: datetime) -> bool:
+        return (
+            self.action == action and self.payload_digest == payload_digest and self.system == r.system
+            and self.env == r.env and ts < self.usable_until
+        )
+
+
 def _as_datetime(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else value
@@ -247,16 +267,22 @@ class EngineState:
     catalog: Catalog
     grants: Mapping[str, tuple[Grant, ...]]
     window: SessionWindow
+    approvals: Mapping[str, tuple[ApprovedCall, ...]] = field(default_factory=dict)
     resolved: dict[tuple[Any, ...], Resolved] = field(init=False, default_factory=dict, repr=False)
     memo: dict[tuple[Any, ...], bool | str] = field(init=False, default_factory=dict, repr=False)
+    grant_index: dict[tuple[str, str], tuple[Grant, ...]] = field(init=False, default_factory=dict, repr=False)
 
     @classmethod
     def build(
         cls, agents: Iterable[AgentInfo] = (), policies: CompiledPolicySet | None = None,
         catalog: Catalog | None = None, grants: Iterable[Grant | Mapping[str, Any]] = (),
-        window: SessionWindow | None = None,
+        window: SessionWindow | None = None, approvals: Iterable[ApprovedCall] = (),
     ) -> EngineState:
-        """A state from agents, compiled policies, a catalog (default built-in) and grants (or grant dicts)."""
+        """A state from agents, compiled policies, a catalog (default built-in), grants (or grant dicts) and
+        approved calls."""
+        approved: dict[str, list[ApprovedCall]] = {}
+        for approval in approvals:
+            approved.setdefault(approval.agent, []).append(approval)
         by_agent: dict[str, list[Grant]] = {}
         for item in grants:
             grant = item if isinstance(item, Grant) else Grant.from_dict(item)
@@ -267,6 +293,7 @@ class EngineState:
             catalog=catalog or builtin(),
             grants={k: tuple(sorted(v, key=lambda g: g.id)) for k, v in by_agent.items()},
             window=window if window is not None else SessionWindow(),
+            approvals={k: tuple(sorted(v, key=lambda a: a.id)) for k, v in approved.items()},
         )
 
     def resolve(
@@ -313,6 +340,7 @@ class Decision:
     grant: str | None = None
     message: str | None = None
     decision_id: str | None = None
+    approval_id: str | None = None
 
     @property
     def rules(self) -> list[str]:
@@ -351,6 +379,8 @@ class Decision:
                     "and no active grant covers it")
         if reason == "grant":
             return f"grant '{self.grant}' covers the call"
+        if reason == "approval":
+            return f"approval '{self.approval_id}' authorizes this exact call once"
         if reason == "rule":
             first = next(m for m in self.matched if m.verdict == self.verdict)
             why = f": {first.deny_reason}" if first.deny_reason else ""
@@ -391,6 +421,8 @@ class Decision:
             record["approval"] = self.approval.to_dict()
         if self.grant is not None:
             record["grant"] = self.grant
+        if self.approval_id is not None:
+            record["approval_id"] = self.approval_id
         return record
 
 
@@ -439,9 +471,24 @@ def components(model: RiskModel, r: Resolved, n: int) -> tuple[int, int, int, in
 
 
 def _covering_grant(state: EngineState, agent: str, action: str, payload: Any, ts: datetime) -> str | None:
-    for grant in state.grants.get(agent, ()):
+    key = (agent, action)
+    candidates = state.grant_index.get(key)
+    if candidates is None:
+        if len(state.grant_index) >= CACHE_LIMIT:
+            state.grant_index.clear()
+        candidates = tuple(g for g in state.grants.get(agent, ()) if action in g.actions)
+        state.grant_index[key] = candidates
+    for grant in candidates:
         if grant.covers(action, payload, ts):
             return grant.id
+    return None
+
+
+def _approved_call(state: EngineState, agent: str, action: str, payload_digest: str | None, r: Resolved,
+                   ts: datetime) -> str | None:
+    for approval in state.approvals.get(agent, ()):
+        if approval.matches(action, payload_digest, r, ts):
+            return approval.id
     return None
 
 
@@ -471,13 +518,20 @@ def call_time(call: Call) -> datetime:
         raise InputError(f"call ts {ts!r} is not an RFC 3339 timestamp") from None
 
 
-def decide(call: Call, state: EngineState) -> Decision:
-    """Decide a call in the order of formats.md section 4; never ALLOW on an error; no I/O inside."""
+def decide(call: Call, state: EngineState, *, session_count: int | None = None) -> Decision:
+    """Decide a call in the order of formats.md section 4; never ALLOW on an error; no I/O inside.
+
+    `session_count` is n when the caller has already observed the call in its own session window (a replay
+    deciding one call under several policy sets); the state's window is then left untouched.
+    """
     ts = call_time(call)
     policies = state.policies
     model = policies.model
-    n = state.window.observe(call.agent, call.session, round(ts.timestamp() * _US),
-                             round(model.frequency_window_s * _US))
+    if session_count is None:
+        n = state.window.observe(call.agent, call.session, round(ts.timestamp() * _US),
+                                 round(model.frequency_window_s * _US))
+    else:
+        n = session_count
     payload = call.payload
     try:
         payload_digest: str | None = digest(payload)
@@ -519,6 +573,7 @@ def decide(call: Call, state: EngineState) -> Decision:
     throttled = agent.throttled and r.operation != "read"
     verdict = max(rank, rule_rank, 1 if throttled else 0)
     approval: Approval | None = None
+    approved: str | None = None
     if error is not None:
         final, reason = DENY, "policy-error"
     elif verdict == 2:
@@ -531,13 +586,18 @@ def decide(call: Call, state: EngineState) -> Decision:
         if grant is not None:
             final, reason = ALLOW, "grant"
         else:
-            approval = _approval(matched) if rule_rank == 1 else THRESHOLD_APPROVAL
+            approved = _approved_call(state, agent.name, action, payload_digest, r, ts)
+            if approved is not None:
+                final, reason = ALLOW, "approval"
+            else:
+                approval = _approval(matched) if rule_rank == 1 else THRESHOLD_APPROVAL
     else:
         final, reason = ALLOW, "grant" if grant is not None else "threshold"
     return Decision(
         ts, call.agent, call.session, action, final, reason,
         r.operation_score, r.connector_score, frequency, r.target_score, 0, total, review, deny,
         tuple(matched), policies.revision, payload_digest, n, r, approval, grant, error, call.decision_id,
+        approved,
     )
 
 

@@ -59,6 +59,56 @@ MIGRATIONS: list[str] = [
         agent TEXT PRIMARY KEY, seq INTEGER NOT NULL, retention_class TEXT NOT NULL, ts TEXT NOT NULL
     );
     """,
+    # 3: lifecycle: suspension and throttle detail, approvals, grants, encrypted credentials, handles.
+    """
+    CREATE TABLE agent_lifecycle (
+        agent TEXT PRIMARY KEY, throttled INTEGER NOT NULL DEFAULT 0, throttle_reason TEXT,
+        throttle_source TEXT, throttled_ts TEXT, throttled_by TEXT, suspended_reason TEXT, suspended_source TEXT,
+        suspended_ts TEXT, suspended_by TEXT, decommissioned_ts TEXT, decommissioned_by TEXT,
+        decommission_reason TEXT, retention_class TEXT, replaced_by TEXT
+    );
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY, agent TEXT NOT NULL, action TEXT NOT NULL, session TEXT NOT NULL,
+        decision_id TEXT NOT NULL, decision_seq INTEGER, payload_digest TEXT NOT NULL, target TEXT NOT NULL,
+        payload TEXT NOT NULL, diff TEXT, policy TEXT, rule TEXT, severity TEXT, grp TEXT, timeout TEXT NOT NULL,
+        requested_by TEXT NOT NULL, requested_ts TEXT NOT NULL, expires_ts TEXT NOT NULL, status TEXT NOT NULL,
+        decided_by TEXT, decided_ts TEXT, comment TEXT, usable_until TEXT, consumed_ts TEXT, consumed_decision TEXT
+    );
+    CREATE INDEX approvals_agent ON approvals (agent, status);
+    CREATE INDEX approvals_status ON approvals (status);
+    CREATE TABLE grants (
+        id TEXT PRIMARY KEY, agent TEXT NOT NULL, actions TEXT NOT NULL, scope TEXT NOT NULL,
+        ttl_s INTEGER NOT NULL, reason TEXT NOT NULL, requested_by TEXT NOT NULL, requested_ts TEXT NOT NULL,
+        phase TEXT NOT NULL, decided_by TEXT, decided_ts TEXT, comment TEXT, approved_at TEXT, expires_at TEXT,
+        revoked_by TEXT, revoked_ts TEXT, revoke_reason TEXT, expiry_recorded INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX grants_agent ON grants (agent, phase);
+    CREATE INDEX grants_phase ON grants (phase);
+    CREATE INDEX grants_expiry ON grants (expires_at);
+    CREATE TABLE credentials (
+        connector TEXT NOT NULL, agent TEXT NOT NULL DEFAULT '', version INTEGER NOT NULL, nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL, fingerprint TEXT NOT NULL, created_ts TEXT NOT NULL, updated_ts TEXT NOT NULL,
+        updated_by TEXT NOT NULL, PRIMARY KEY (connector, agent)
+    );
+    CREATE TABLE handles (
+        id TEXT PRIMARY KEY, agent TEXT NOT NULL, connector TEXT NOT NULL, issued_ts TEXT NOT NULL,
+        expires_ts TEXT NOT NULL, issued_by TEXT NOT NULL, revoked_ts TEXT, revoked_by TEXT, revoke_reason TEXT
+    );
+    CREATE INDEX handles_agent ON handles (agent);
+    """,
+    # 4: the chain without the UNIQUE index on hash (unique by construction, never looked up): its random-order
+    # pages made each batched append rewrite most of the index.
+    """
+    CREATE TABLE chain_v4 (
+        seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, type TEXT NOT NULL,
+        agent TEXT, actor TEXT, hash TEXT NOT NULL, line TEXT NOT NULL
+    );
+    INSERT INTO chain_v4 (seq, ts, type, agent, actor, hash, line)
+        SELECT seq, ts, type, agent, actor, hash, line FROM chain ORDER BY seq;
+    DROP TABLE chain;
+    ALTER TABLE chain_v4 RENAME TO chain;
+    CREATE INDEX chain_agent ON chain (agent, seq);
+    """,
 ]
 
 
