@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from arxctl.commands._common import CatalogOpt, QuietOpt, StateOpt, print_json
+from arxctl.commands._common import ActorOpt, CatalogOpt, QuietOpt, StateOpt, actor, print_json
 
 app = typer.Typer()
 
@@ -81,6 +81,10 @@ def simulate(
     ] = 1,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 2 at the first malformed line.")] = False,
     examples: Annotated[int, typer.Option("--examples", help="Flipped calls shown per kind of flip.")] = 3,
+    record: Annotated[
+        bool, typer.Option("--record", help="Append a `policy.simulated` record (revisions, counts) to the chain."),
+    ] = False,
+    as_: ActorOpt = None,
     quiet: QuietOpt = False,
     catalog: CatalogOpt = None,
     state: StateOpt = None,
@@ -121,6 +125,11 @@ def simulate(
     with ProgressBar(quiet, core.input_size(sources)) as progress:
         report = core.replay(spec, sources, workers=workers, progress=progress)
     ok = core.apply_gates(report, checks)
+    if record:
+        from arxctl.store.sqlite import open_store
+
+        with open_store(state) as writer:
+            core.record_simulation(writer, report, actor=actor(as_))
     if format == Format.json:
         print_json(report)
     elif format == Format.markdown:

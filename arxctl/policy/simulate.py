@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 import orjson
@@ -34,6 +34,10 @@ from arxctl.policy.compiler import APPROVAL_REQUIRED, DENY, RANK, VERDICTS, comp
 from arxctl.policy.engine import AgentInfo, Call, EngineState, Grant, SessionWindow, decide
 from arxctl.policy.masking import mask
 from arxctl.policy.risk import RiskModel
+
+if TYPE_CHECKING:
+    from arxctl.chain.records import Record
+    from arxctl.store.sqlite import Store
 
 RECORDED = "recorded"
 UNEVALUABLE = "unevaluable"
@@ -1392,3 +1396,32 @@ def input_size(sources: Sequence[Source]) -> int | None:
             return None
         total += size
     return total
+
+
+SIMULATED = "policy.simulated"
+
+
+def simulation_record(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The body of a `policy.simulated` chain record: what was replayed, against what, and the outcome."""
+    sides = report["sides"]
+    return {
+        "policy_revision": sides["proposed"]["revision"],
+        "policies": sides["proposed"]["policies"],
+        "baseline": {"source": sides["baseline"]["source"], "revision": sides["baseline"]["revision"]},
+        "registry": report["registry"],
+        "input": {k: report["input"][k] for k in ("sources", "lines", "since", "until")},
+        "events": report["events"],
+        "baseline_counts": report["baseline"],
+        "proposed_counts": report["proposed"],
+        "flips": report["flips"],
+        "gates": report["gates"],
+        "ok": report["ok"],
+    }
+
+
+def record_simulation(store: Store, report: Mapping[str, Any], *, actor: str) -> Record:
+    """Append the simulation to the chain, so `assess` can tell the enforced revision was replayed first."""
+    from arxctl.chain import store as chain
+
+    with store.transaction() as conn:
+        return chain.append(conn, chain.Entry(type=SIMULATED, agent=None, actor=actor, body=simulation_record(report)))
