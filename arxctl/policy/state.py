@@ -9,13 +9,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from arxctl.canonical import digest
 from arxctl.chain import store as chain
 from arxctl.chain.records import Record
 from arxctl.clock import parse_ts
 from arxctl.errors import InputError, NotFoundError, ValidationFailed
+from arxctl.jsonarg import read_json_argument
 from arxctl.policy.catalog import Catalog
 from arxctl.policy.compiler import APPROVAL_REQUIRED, compile_policies
 from arxctl.policy.engine import (
@@ -44,19 +43,9 @@ _BATCH = 256
 
 def parse_payload(text: str) -> dict[str, Any]:
     """`--payload`: a JSON object, or `@file` holding one; errors name the line and column."""
-    source = "--payload"
-    if text.startswith("@"):
-        path = Path(text[1:])
-        source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: cannot read the payload file: {exc}") from None
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"{source}:{exc.lineno}:{exc.colno}: payload is not valid JSON: {exc.msg}") from None
+    value = read_json_argument(text, "--payload", "payload")
     if not isinstance(value, dict):
+        source = text[1:] if text.startswith("@") else "--payload"
         raise InputError(f"{source}: the payload must be a JSON object, got {type(value).__name__}")
     return value
 

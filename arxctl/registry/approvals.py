@@ -15,7 +15,6 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,6 +24,7 @@ from arxctl.chain.store import sealed_agents
 from arxctl.clock import format_ts, now, parse_ts
 from arxctl.durations import format_duration, parse_duration
 from arxctl.errors import InputError, NotFoundError, StateError
+from arxctl.jsonarg import read_json_argument
 from arxctl.policy.compiler import APPROVAL_REQUIRED
 from arxctl.policy.engine import ApprovedCall, Decision
 from arxctl.policy.masking import mask
@@ -113,18 +113,7 @@ class ApprovalRecord:
 
 def parse_current_state(text: str) -> Any:
     """`--current-state`: JSON, or `@file` holding JSON; errors name the line and column."""
-    source = "--current-state"
-    if text.startswith("@"):
-        path = Path(text[1:])
-        source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: cannot read the current state: {exc}") from None
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"{source}:{exc.lineno}:{exc.colno}: current state is not valid JSON: {exc.msg}") from None
+    return read_json_argument(text, "--current-state", "current state")
 
 
 def _rows(conn: sqlite3.Connection, where: str = "", args: Sequence[Any] = ()) -> list[ApprovalRecord]:

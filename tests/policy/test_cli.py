@@ -152,7 +152,7 @@ def test_unknown_agent_without_state(cli, state_dir: Path) -> None:
 @pytest.mark.parametrize(("payload", "message"), [
     ('{"a":', "error: --payload:1:6: payload is not valid JSON: unexpected end of data\n"),
     ("[1]", "error: --payload: the payload must be a JSON object, got list\n"),
-    ("@/nonexistent/p.json", "error: /nonexistent/p.json: cannot read the payload file: "
+    ("@/nonexistent/p.json", "error: /nonexistent/p.json: cannot read the payload: "
                              "[Errno 2] No such file or directory: '/nonexistent/p.json'\n"),
 ])
 def test_bad_payload_exits_2_and_records_nothing(registered, state_dir: Path, payload: str, message: str) -> None:
