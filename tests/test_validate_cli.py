@@ -20,14 +20,27 @@ spec:
 """
 
 
-def _example_count() -> int:
-    return sum(1 for _ in EXAMPLES.rglob("*.yaml")) + sum(1 for _ in EXAMPLES.rglob("*.yml"))
+ENFORCED = [EXAMPLES / "catalogs", EXAMPLES / "manifests", EXAMPLES / "policies"]
+
+
+def _yaml_count(folders: list[Path]) -> int:
+    return sum(1 for folder in folders for f in folder.rglob("*") if f.suffix in (".yaml", ".yml"))
 
 
 def test_examples_are_clean(cli) -> None:
-    result = cli("validate", str(EXAMPLES))
+    result = cli("validate", *map(str, ENFORCED))
     assert result.exit_code == 0, result.stdout
-    assert result.stdout == f"ok: {_example_count()} file(s) valid\n"
+    assert result.stdout == f"ok: {_yaml_count(ENFORCED)} file(s) valid\n"
+    proposed = cli("validate", str(EXAMPLES / "proposed"))
+    assert proposed.exit_code == 0, proposed.stdout
+    assert proposed.stdout == f"ok: {_yaml_count([EXAMPLES / 'proposed'])} file(s) valid\n"
+
+
+def test_one_input_cannot_define_a_policy_twice(cli) -> None:
+    result = cli("validate", str(EXAMPLES / "policies"), str(EXAMPLES / "proposed"))
+    assert result.exit_code == 1
+    rules = [line.split(": ")[1].split()[0] for line in result.stdout.splitlines()[:-1]]
+    assert rules == ["ARX111"] * _yaml_count([EXAMPLES / "proposed"])
 
 
 def test_json_format(cli, tmp_path: Path) -> None:
@@ -124,6 +137,6 @@ def test_huge_file_is_refused_with_a_position(cli, tmp_path: Path) -> None:
 
 
 def test_quiet_prints_only_diagnostics(cli) -> None:
-    result = cli("validate", "--quiet", str(EXAMPLES))
+    result = cli("validate", "--quiet", *map(str, ENFORCED))
     assert result.exit_code == 0
     assert result.stdout == ""

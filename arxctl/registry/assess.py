@@ -343,7 +343,7 @@ def _simulation(conn: sqlite3.Connection | None, facts: _Facts) -> Check:
     from arxctl.policy.compiler import compile_policies
 
     title = "Policies are simulated against recorded activity before they are enforced"
-    fix = "arxctl simulate last-30-days.ndjson.gz --policy policies/ --format json"
+    fix = "arxctl simulate last-30-days.ndjson.gz --policy policies/ --record"
     runs = list(_bodies(conn, SIMULATED)) if conn is not None else []
     if not runs:
         return Check("simulation", SCALING, title, "never simulated", (

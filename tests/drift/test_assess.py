@@ -206,7 +206,7 @@ def test_the_enforced_revision_must_be_simulated(fleet: Store) -> None:
     assert items(result, "simulation") == [
         ("simulation", f"the enforced policy set ({revision[:19]}…) was never simulated; the last simulation "
          f"(chain seq 6, {T}) was of another revision",
-         "arxctl simulate last-30-days.ndjson.gz --policy policies/ --format json")]
+         "arxctl simulate last-30-days.ndjson.gz --policy policies/ --record")]
     simulated(fleet, revision)
     assert run(fleet).stage == "Scaling"
 
