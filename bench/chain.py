@@ -1,8 +1,9 @@
 """Audit-chain throughput: batched append, export, and streamed verify of a 1,000,000-record export.
 
 Prints records/s and ratios against anchors measured in the same run: SHA-256 once per line over the same
-lines in memory, and the same over the export streamed from disk (gunzip + split + SHA-256).
-Usage: python bench/chain.py [--records N] [--batch N]
+lines in memory, and the same over the export streamed from disk (gunzip + split + SHA-256). Verify runs in a
+fresh process per worker count, so its peak RSS is its own (workers' peak printed beside it).
+Usage: python bench/chain.py [--records N] [--batch N] [--workers 1,2] [--keep]
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,14 +29,14 @@ from arxctl.chain.witness import FileWitness  # noqa: E402
 from arxctl.store.sqlite import Store  # noqa: E402
 
 VERIFY_CHILD = """
-import re, sys, time
+import re, resource, sys, time
 from arxctl.chain import verify_chain
 start = time.perf_counter()
-result = verify_chain(witness=sys.argv[1], export=sys.argv[2], public_keys=sys.argv[3])
+result = verify_chain(witness=sys.argv[1], export=sys.argv[2], public_keys=sys.argv[3], workers=int(sys.argv[4]))
 elapsed = time.perf_counter() - start
 assert result.ok, result.problems[:5]
 hwm = re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)
-print(result.records, elapsed, hwm)
+print(result.records, elapsed, hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 IMPORT_CHILD = """
 import re
@@ -68,8 +70,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--workers", default="1,2", help="Worker counts to verify with, comma-separated.")
+    parser.add_argument("--keep", action="store_true", help="Keep the work directory (printed) for re-runs.")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="arx-bench-chain-"))
+    try:
+        run(args, work, load_before)
+    finally:
+        if args.keep:
+            print(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path, load_before: tuple[float, float, float]) -> None:
+    """Append, export, measure the anchors and verify in `work`, then print every figure."""
     store = Store(work / "state")
     with store.transaction() as conn:
         keys.generate(conn, store.directory, key_id="bench")
@@ -113,25 +129,32 @@ def main() -> None:
     stream_s = time.perf_counter() - start
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    child = subprocess.run([sys.executable, "-c", VERIFY_CHILD, witness.uri, str(out), str(keyring)],
-                           capture_output=True, text=True, env=env, check=True, timeout=1800)
-    records, verify_s, peak_kb = child.stdout.split()
-    verify_s = float(verify_s)
+    verifies = []
+    for workers in (int(w) for w in args.workers.split(",")):
+        child = subprocess.run([sys.executable, "-c", VERIFY_CHILD, witness.uri, str(out), str(keyring), str(workers)],
+                               capture_output=True, text=True, env=env, check=True, timeout=1800)
+        records, verify_s, peak_kb, workers_kb = child.stdout.split()
+        verifies.append((workers, int(records), float(verify_s), int(peak_kb), int(workers_kb)))
     base_kb = subprocess.run([sys.executable, "-c", IMPORT_CHILD], capture_output=True, text=True, env=env,
                              check=True, timeout=120).stdout.strip()
 
     n = args.records
     size_mb = out.stat().st_size / 1e6
+    print(f"load average                {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after "
+          f"({os.cpu_count()} CPUs)")
     print(f"records                     {n:,} ({raw_bytes / n:.0f} bytes/line, export {size_mb:.1f} MB gz)")
     print(f"batched append              {rate(n, append_s)}  (target >= 50,000/s; batches of {args.batch:,})")
     print(f"export (complete)           {rate(n, export_s)}")
     print(f"anchor: SHA-256 per line    {rate(n, hash_s)}  (lines already in memory)")
     print(f"anchor: gunzip + SHA-256    {rate(n, stream_s)}  (the export streamed from disk)")
-    print(f"verify_chain                {rate(int(records), verify_s)}  (target >= 500,000/s)")
-    print(f"  ratio vs in-memory SHA-256   {hash_s / verify_s:.2f}  (target >= 0.5)")
-    print(f"  ratio vs streamed SHA-256    {stream_s / verify_s:.2f}")
-    print(f"  peak RSS                     {int(peak_kb) / 1024:.0f} MB (interpreter + imports alone: "
-          f"{int(base_kb) / 1024:.0f} MB)")
+    for workers, records, verify_s, peak_kb, workers_kb in verifies:
+        label = "1 process" if workers == 1 else f"{workers} workers"
+        print(f"verify_chain, {label:13s} {rate(records, verify_s)}  (target >= 500,000/s)")
+        print(f"  ratio vs in-memory SHA-256   {hash_s / verify_s:.2f}  (target >= 0.5)")
+        print(f"  ratio vs streamed SHA-256    {stream_s / verify_s:.2f}")
+        each = f"each worker: {workers_kb / 1024:.0f} MB; " if workers > 1 else ""
+        print(f"  peak RSS                     {peak_kb / 1024:.0f} MB ({each}interpreter + imports alone: "
+              f"{int(base_kb) / 1024:.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,23 @@ SubtreeHash = Callable[[int, int], bytes]
 """MTH(D[start:end]) for a range that the RFC 6962 recursion produces."""
 
 
+_LEAF = sha256(b"\x00")
+_NODE = sha256(b"\x01")
+
+
 def leaf_hash(data: bytes) -> bytes:
     """SHA-256(0x00 || data): the hash of one record line."""
-    return sha256(b"\x00" + data).digest()
+    h = _LEAF.copy()
+    h.update(data)
+    return h.digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     """SHA-256(0x01 || left || right): an interior node."""
-    return sha256(b"\x01" + left + right).digest()
+    h = _NODE.copy()
+    h.update(left)
+    h.update(right)
+    return h.digest()
 
 
 def split_point(n: int) -> int:

@@ -15,6 +15,9 @@ from arxctl.clock import now_ts
 from arxctl.errors import SealedError, StateError
 
 SEALED = "agent.sealed"
+_BIG_BATCH = 1000
+_BIG_BATCH_CACHE_KIB = 32768
+"""Connections that append batches of `_BIG_BATCH` records or more get a page cache of this size."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,29 +60,32 @@ def append_many(conn: sqlite3.Connection, entries: Iterable[Entry]) -> list[Reco
     rows = []
     seals = []
     default_ts = None
+    add_leaf = frontier.append
     for entry in entries:
-        if entry.agent is not None and entry.agent in sealed:
-            raise SealedError(f"agent '{entry.agent}' is sealed: its record takes no further entries")
+        agent = entry.agent
+        if agent is not None and agent in sealed:
+            raise SealedError(f"agent '{agent}' is sealed: its record takes no further entries")
         seq += 1
-        if entry.ts is None and default_ts is None:
+        ts = entry.ts
+        if ts is None and default_ts is None:
             default_ts = now_ts()
-        fields = {
-            "seq": seq, "ts": entry.ts or default_ts, "type": entry.type, "agent": entry.agent,
-            "actor": entry.actor, "body": entry.body, "prev": prev,
-        }
-        unhashed = canonical_bytes(fields)
+        ts = ts or default_ts
+        unhashed = canonical_bytes({
+            "seq": seq, "ts": ts, "type": entry.type, "agent": agent, "actor": entry.actor, "body": entry.body,
+            "prev": prev,
+        })
         digest = "sha256:" + sha256(unhashed).hexdigest()
         at = unhashed.rfind(b',"prev":"')
-        line = unhashed[:at] + b',"hash":"' + digest.encode() + b'"' + unhashed[at:]
-        fields["hash"] = digest
-        record = Record(**fields)
-        frontier.append(leaf_hash(line))
-        prev = record.hash
-        out.append(record)
-        rows.append((seq, record.ts, record.type, record.agent, record.actor, record.hash, line.decode("utf-8")))
-        if entry.type == SEALED and entry.agent is not None:
-            sealed.add(entry.agent)
-            seals.append((entry.agent, seq, str(entry.body.get("retention", {}).get("class", "")), record.ts))
+        line = b'%s,"hash":"%s"%s' % (unhashed[:at], digest.encode(), unhashed[at:])
+        out.append(Record(seq, ts, entry.type, agent, entry.actor, entry.body, prev, digest))
+        add_leaf(leaf_hash(line))
+        rows.append((seq, ts, entry.type, agent, entry.actor, digest, line.decode("utf-8")))
+        prev = digest
+        if entry.type == SEALED and agent is not None:
+            sealed.add(agent)
+            seals.append((agent, seq, str(entry.body.get("retention", {}).get("class", "")), ts))
+    if len(rows) >= _BIG_BATCH:
+        conn.execute(f"PRAGMA cache_size = -{_BIG_BATCH_CACHE_KIB}")
     conn.executemany("INSERT INTO chain (seq, ts, type, agent, actor, hash, line) VALUES (?,?,?,?,?,?,?)", rows)
     if seals:
         conn.executemany("INSERT INTO chain_seals (agent, seq, retention_class, ts) VALUES (?,?,?,?)", seals)

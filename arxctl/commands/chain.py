@@ -69,6 +69,10 @@ def verify(
         typer.Option("--public-key", help="Trusted keys: a PEM public key or `arxctl keys export-public` JSON."),
     ] = None,
     format: Annotated[VerifyFormat, typer.Option("--format", "-f")] = VerifyFormat.text,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Processes sharing the hashing of --export (default: CPUs, at most 4)."),
+    ] = None,
     state: StateOpt = None,
 ) -> None:
     """Recompute every hash, link and Merkle root; check signatures and the witness history; report every problem.
@@ -81,7 +85,7 @@ def verify(
     from arxctl.chain.verify import verify_chain, verify_store
 
     if export is not None:
-        result = verify_chain(witness=witness, export=export, public_keys=public_key)
+        result = verify_chain(witness=witness, export=export, public_keys=public_key, workers=workers)
     else:
         from arxctl.store.sqlite import open_store
 
