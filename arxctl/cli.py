@@ -14,6 +14,7 @@ from arxctl.commands import (
     activity,
     agents,
     analyze,
+    apply,
     approvals,
     assess,
     chain,
@@ -27,6 +28,7 @@ from arxctl.commands import (
     handles,
     keys,
     lifecycle,  # noqa: F401  (adds suspend, reactivate, throttle, status and lineage to `agents`)
+    operator,
     policy,
     register,
     router,
@@ -107,6 +109,8 @@ app.add_typer(credentials.app, name="credentials")
 app.add_typer(decommission.app)
 app.add_typer(simulate.app)
 app.add_typer(activity.app, name="activity")
+app.add_typer(operator.app, name="operator")
+app.add_typer(apply.app)
 
 
 def main() -> None:

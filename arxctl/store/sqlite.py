@@ -109,6 +109,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE chain_v4 RENAME TO chain;
     CREATE INDEX chain_agent ON chain (agent, seq);
     """,
+    # 5: the operator's marks: what it last recorded per cluster object, written in the same transaction as the
+    # record, so a restart mid-reconcile never records the same change twice.
+    """
+    CREATE TABLE operator_marks (
+        mark TEXT PRIMARY KEY, value TEXT NOT NULL, seq INTEGER NOT NULL, ts TEXT NOT NULL
+    );
+    """,
 ]
 
 

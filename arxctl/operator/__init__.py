@@ -1,0 +1,1 @@
+"""The Kubernetes operator: Kopf handlers (thin) over pure reconcile functions (`reconcile.py`)."""
