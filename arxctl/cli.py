@@ -24,6 +24,7 @@ from arxctl.commands import (
     decommission,
     drift,
     evidence,
+    gateway,
     grants,
     handles,
     keys,
@@ -111,6 +112,7 @@ app.add_typer(simulate.app)
 app.add_typer(activity.app, name="activity")
 app.add_typer(operator.app, name="operator")
 app.add_typer(apply.app)
+app.add_typer(gateway.app, name="gateway")
 
 
 def main() -> None:

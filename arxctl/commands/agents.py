@@ -107,12 +107,15 @@ def show(
     head = registry.head(store, "Agent", name)
     graph = build_graph(v.doc, cat, _policies(store, registry))
     spec = v.doc["spec"]
+    from arxctl.gateway.health import agent_health
+
+    runtime = agent_health(store.directory, name)
     if output != Output.table:
         data = {
             "name": name, "version": v.version, "latest_version": head.version, "status": head.status,
             "digest": v.digest, "owner": spec["owner"], "purpose": spec["purpose"],
             "labels": v.doc["metadata"].get("labels") or {}, "parent": spec.get("parent"),
-            "registered": v.ts, "registered_by": v.actor, "graph": graph.to_dict(),
+            "registered": v.ts, "registered_by": v.actor, "graph": graph.to_dict(), "gateway": runtime,
         }
         print_json(data) if output == Output.json else print_yaml(data)
         return
@@ -142,6 +145,12 @@ def show(
         verdicts = lo if lo == hi else f"{lo}..{hi}"
         by_connector[e.connector].add(f"{e.action}  {e.operation}  score {e.min_score}-{e.max_score} {verdicts}{gate}")
     con.print(tree)
+    if runtime is not None:
+        drift = runtime["drift"]
+        con.print(f"gateway:  last seen {runtime['last_seen'] or '-'}, {runtime['calls_per_minute']} calls/min, "
+                  f"deny rate {runtime['deny_rate']:.0%}, {runtime['undeclared_attempts']} undeclared attempts, "
+                  f"drift {drift['severity'] or 'none'}" + (f" -> {drift['applied'] or drift['response']}"
+                                                            if drift["severity"] else ""))
 
 
 class GraphFormat(StrEnum):

@@ -68,9 +68,11 @@ def show(
     import orjson
 
     from arxctl.clock import now
+    from arxctl.gateway.approvals import context
     from arxctl.registry import approvals
 
-    data = approvals.get(open_existing(state), approval_id).to_dict(now())
+    store = open_existing(state)
+    data = {**approvals.get(store, approval_id).to_dict(now()), "context": context(store.conn, approval_id)}
     if emit(data, output):
         return
     for key in ("id", "status", "agent", "action", "session", "requested_by", "requested_at", "expires_at",
@@ -84,6 +86,11 @@ def show(
             old = orjson.dumps(change.get("old")).decode() if "old" in change else ""
             new = orjson.dumps(change.get("new")).decode() if "new" in change else ""
             echo(f"  {change['op']:<7} {change['path']}  {old}{' -> ' if old and new else ''}{new}")
+    if data["context"] is not None:
+        echo(f"{'blast radius'.ljust(14)}  {data['context']['blast_radius']['summary']}")
+        echo(f"{'current state'.ljust(14)}  {data['context']['blast_radius']['current_state']}")
+        for line in (data["context"]["reasoning"] or "-").splitlines():
+            echo(f"{'reasoning'.ljust(14)}  {line}")
     for key in ("decided_by", "decided_at", "comment", "usable_until", "consumed_at"):
         if data[key] is not None:
             echo(f"{key.ljust(14)}  {data[key]}")

@@ -116,6 +116,12 @@ MIGRATIONS: list[str] = [
         mark TEXT PRIMARY KEY, value TEXT NOT NULL, seq INTEGER NOT NULL, ts TEXT NOT NULL
     );
     """,
+    # 6: what the gateway shows an approver besides the call: the agent's reasoning trace and the blast radius.
+    """
+    CREATE TABLE approval_context (
+        approval_id TEXT PRIMARY KEY, context TEXT NOT NULL, ts TEXT NOT NULL
+    );
+    """,
 ]
 
 
