@@ -22,6 +22,7 @@ from starlette.routing import Route
 from arxctl.gateway.calls import MAX_REQUEST_BYTES, Answer, Gateway
 
 DRIFT_EVERY_S = 0.2
+STATUS_RETRY_S = 1.0
 HEALTH_EVERY = 25
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -85,17 +86,35 @@ def build_app(gateway: Gateway, *, on_start: Callable[[], Any] | None = None,
             except Exception as exc:
                 gateway.warn(f"live drift or health report failed: {type(exc).__name__}: {exc}")
 
+    async def status_loop(every_s: float) -> None:
+        """Cluster mode: retry failed hold writes every second, write health into Agent statuses every `every_s`."""
+        loop = asyncio.get_running_loop()
+        next_report = loop.time() + every_s
+        while True:
+            await asyncio.sleep(min(every_s, STATUS_RETRY_S))
+            due = loop.time() >= next_report
+            if due:
+                next_report = loop.time() + every_s
+            try:
+                for line in await gateway.report_to_cluster(health=due):
+                    gateway.warn(f"live drift hold: {line}")
+            except Exception as exc:
+                gateway.warn(f"writing Agent statuses failed: {type(exc).__name__}: {exc}")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if on_start is not None:
             await on_start()
-        task = asyncio.create_task(drift_loop())
+        tasks = [asyncio.create_task(drift_loop())]
+        if gateway.cluster is not None:
+            tasks.append(asyncio.create_task(status_loop(gateway.cluster.every_s)))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             try:
                 for line in await gateway.respond_to_drift():
                     gateway.warn(f"live drift: {line}")

@@ -26,6 +26,7 @@ from arxctl.clock import format_ts, now
 from arxctl.errors import ArxError, InputError, NotFoundError
 from arxctl.gateway.approvals import ApprovalDesk, blast_radius
 from arxctl.gateway.audit import ReplicaLog
+from arxctl.gateway.cluster import StatusWriter, hold_for
 from arxctl.gateway.drivers import Caller, Current, DriverError, Drivers
 from arxctl.gateway.drivers.base import JSON
 from arxctl.gateway.enforcement import Enforcer, Snapshot
@@ -133,7 +134,7 @@ class Gateway:
 
     def __init__(self, *, enforcer: Enforcer, drivers: Drivers, log: ReplicaLog, desk: ApprovalDesk | None,
                  replica: str, state: Any = None, webhook: Any = None, clock: Callable[[], datetime] = now,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, cluster: StatusWriter | None = None) -> None:
         self.enforcer = enforcer
         self.drivers = drivers
         self.log = log
@@ -143,6 +144,7 @@ class Gateway:
         self.state = state
         self.webhook = webhook
         self.clock = clock
+        self.cluster = cluster
         self.health = Health(replica)
         self.drift = LiveDrift(replica)
         self.counters = Counters()
@@ -167,6 +169,8 @@ class Gateway:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        if self.cluster is not None:
+            self.cluster.close()
 
     # ------------------------------------------------------------------ recording
 
@@ -368,20 +372,31 @@ class Gateway:
 
         With the embedded state, `arxctl.registry.drift.apply` records `drift.detected` and throttles or
         suspends in the registry (every replica reading it follows within a poll). With a bundle, the registry is
-        the operator's: this replica denies the agent itself and records the finding in its own log.
+        the operator's: this replica denies a suspended agent itself, writes the hold into the Agent's status when
+        it has a cluster writer (the operator then puts it in the bundle for every replica), and records the
+        finding in its own log.
         """
         snapshot = self.enforcer.snapshot
         if snapshot.engine is None:
             return []
         states = {name: (info.status, info.throttled) for name, info in snapshot.engine.agents.items()}
+        due = self.drift.due(states)
+        bundle = self.enforcer.source.name != "state" or self.state is None
+        for found in due:
+            if bundle and found.response == "suspend":
+                self.enforcer.suspend_locally(found.agent, handover=self._writer() is not None)
         done = []
-        for found in self.drift.due(states):
+        for found in due:
             applied = await self._respond(found)
             self.drift.acted(found)
             self.health.drifted(found.agent, found.severity, found.response, applied)
             self.counters.drift_applied += 1
             done.append(f"{found.agent}: {found.severity} drift -> {applied}")
         return done
+
+    def _writer(self) -> StatusWriter | None:
+        """The cluster writer, when the enforced bundle names the namespace whose Agents it writes."""
+        return self.cluster if self.enforcer.snapshot.namespace is not None else None
 
     async def _respond(self, found: Any) -> str:
         from arxctl.registry import drift
@@ -393,10 +408,11 @@ class Gateway:
                 lambda: drift.apply(self.state, report, actor=self.actor, ts=ts, webhook=self.webhook))
             self.enforcer.refresh()
             return results[0].outcome if results else "alerted"
-        outcome = "alerted"
-        if found.response == "suspend":
-            self.enforcer.suspend_locally(found.agent)
-            outcome = "suspended on this replica"
+        outcome = "suspended on this replica" if found.response == "suspend" else "alerted"
+        cluster, namespace = self._writer(), self.enforcer.snapshot.namespace
+        if cluster is not None and namespace is not None and found.response in ("suspend", "throttle"):
+            written = await cluster.hold(namespace, found.agent, hold_for(found, self.replica, ts))
+            outcome = written if outcome == "alerted" else f"{outcome}; {written}"
         self._record(chain.Entry(DRIFT_DETECTED, found.agent, self.actor,
                                  {"report_id": found.report_id, **found.to_dict(), "applied": outcome}, ts))
         return outcome
@@ -406,6 +422,17 @@ class Gateway:
     def write_health(self) -> None:
         """Leave this replica's per-agent health where `arxctl gateway health` reads it."""
         write_report(self.log.directory, self.health.report())
+
+    async def report_to_cluster(self, *, health: bool) -> list[str]:
+        """Retry the holds whose write failed and, with `health`, write the changed per-agent health into the
+        Agent statuses (the report is taken here, on the event loop that counts); returns what was retried."""
+        if self.cluster is None:
+            return []
+        retried = await self.cluster.retry_holds()
+        snapshot = self.enforcer.snapshot
+        if health and snapshot.namespace is not None:
+            await self.cluster.health(snapshot.namespace, self.health.report(), frozenset(snapshot.agents))
+        return retried
 
     def metrics(self) -> str:
         snapshot = self.enforcer.snapshot
@@ -430,4 +457,16 @@ class Gateway:
             ("arx_gateway_audit_records", "gauge", "Records in this replica's chain.", self.log.size(),
              {"log": self.log.log_id}),
         ]
+        if self.cluster is not None:
+            written = self.cluster.stats
+            extra += [
+                ("arx_gateway_status_writes_total", "counter", "Agent status writes (holds and health) that landed.",
+                 written.holds + written.health, {}),
+                ("arx_gateway_status_write_errors_total", "counter", "Agent status writes the API server refused or "
+                 "that timed out.", written.errors, {}),
+                ("arx_gateway_status_conflicts_total", "counter", "Agent status writes retried after a 409.",
+                 written.conflicts, {}),
+                ("arx_gateway_status_holds_pending", "gauge", "Holds waiting to be written again (the replica "
+                 "denies those agents meanwhile).", self.cluster.pending, {}),
+            ]
         return self.health.prometheus(extra)

@@ -7,6 +7,7 @@
       aws: {region: us-east-1}
       llm: {router: router.yaml}
     drivers: [drivers/acme-ticketing.yaml]        # more REST connectors, same format as the built-in ones
+    cluster: {status_every: 30s}                  # with --bundle: live-drift holds and health into Agent statuses
 
 No secret goes in this file: credentials are the platform's (`arxctl credentials set`). Mistakes are reported
 with their file, line and column, and nothing starts.
@@ -56,8 +57,14 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "drivers": {"type": "array", "items": {"type": "string"}},
+        "cluster": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"kubeconfig": {"type": "string"}, "context": {"type": "string"},
+                           "status_every": _DURATION},
+        },
     },
 }
+MIN_STATUS_EVERY_S = 1.0
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
 
@@ -92,12 +99,23 @@ class DriverFile:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """How a bundle-mode replica reaches the Kubernetes API to write Agent statuses (None: in-cluster
+    ServiceAccount, else $KUBECONFIG) and how often it reports health there."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    status_every_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """Connector settings and every driver declaration (built-in first, then the config's)."""
 
     connectors: Mapping[str, ConnectorSettings] = field(default_factory=dict)
     drivers: Mapping[str, DriverFile] = field(default_factory=dict)
     source: str = "<defaults>"
+    cluster: ClusterSettings | None = None
 
     def settings(self, connector: str) -> ConnectorSettings:
         return self.connectors.get(connector) or ConnectorSettings()
@@ -255,6 +273,32 @@ def _semantic(doc: Document, drivers: Mapping[str, DriverFile], base: Path) -> l
     return out
 
 
+def _cluster_diagnostics(doc: Document, base: Path) -> list[Diagnostic]:
+    cluster = doc.data.get("cluster")
+    if cluster is None:
+        return []
+    out = []
+    if "kubeconfig" in cluster and not (base / cluster["kubeconfig"]).is_file():
+        out.append(_diag(doc, ["cluster", "kubeconfig"], "ARX103", f"no kubeconfig at {base / cluster['kubeconfig']}"))
+    every = cluster.get("status_every")
+    if every is not None:
+        try:
+            seconds = parse_duration(every).total_seconds()
+        except ValueError:
+            seconds = 0.0
+        if seconds < MIN_STATUS_EVERY_S:
+            out.append(_diag(doc, ["cluster", "status_every"], "ARX132",
+                             f"must be at least {MIN_STATUS_EVERY_S:g}s (each report is a write to the API server)"))
+    return out
+
+
+def _cluster(data: Mapping[str, Any] | None, base: Path) -> ClusterSettings | None:
+    if data is None:
+        return None
+    return ClusterSettings(kubeconfig=(base / data["kubeconfig"]) if data.get("kubeconfig") else None,
+                           context=data.get("context"), status_every_s=_seconds(data.get("status_every"), 30.0))
+
+
 def _settings(entry: Mapping[str, Any], base: Path) -> ConnectorSettings:
     timeouts = entry.get("timeouts") or {}
     return ConnectorSettings(
@@ -279,10 +323,12 @@ def _build(doc: Document | None, base: Path) -> GatewayConfig:
         drivers[extra.connector] = extra
     if doc is not None:
         extra_diags.extend(_semantic(doc, drivers, base))
+        extra_diags.extend(_cluster_diagnostics(doc, base))
     if extra_diags:
         raise ValidationFailed(sorted(extra_diags, key=sort_key))
     connectors = {name: _settings(entry, base) for name, entry in (data.get("connectors") or {}).items()}
-    return GatewayConfig(connectors, drivers, doc.path if doc is not None else "<defaults>")
+    return GatewayConfig(connectors, drivers, doc.path if doc is not None else "<defaults>",
+                         _cluster(data.get("cluster"), base))
 
 
 def load_config(path: Path | None) -> GatewayConfig:

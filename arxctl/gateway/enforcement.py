@@ -80,6 +80,7 @@ class Snapshot:
     loaded_at: str
     loaded_monotonic: float
     error: str | None = None
+    namespace: str | None = None
 
     @classmethod
     def failed(cls, source: str, error: str) -> Snapshot:
@@ -301,7 +302,8 @@ class BundleSource:
                 creds[(connector, agent)] = CredentialRef(connector, agent, 1, keys.fingerprint_of(secret), path)
         agents = {a["name"]: AgentDoc(a["doc"], a["status"]) for a in bundle["agents"]}
         return Snapshot(self.name, str(bundle["revision"]), _suspend(engine, suspended), keys, None,
-                        frozenset(bundle["revoked_handles"]), creds, agents, format_ts(at), time.monotonic())
+                        frozenset(bundle["revoked_handles"]), creds, agents, format_ts(at), time.monotonic(),
+                        namespace=str(bundle["namespace"]))
 
     def secret(self, ref: CredentialRef) -> bytes:
         from arxctl.registry.credentials import read_secret
@@ -330,6 +332,7 @@ class Enforcer:
         self.stats = ReloadStats()
         self.snapshot: Snapshot = Snapshot.failed(source.name, "not loaded yet")
         self._suspended: frozenset[str] = frozenset()
+        self._handover: frozenset[str] = frozenset()
         self._secrets: dict[CredentialRef, bytes] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -352,11 +355,15 @@ class Enforcer:
         """Reload on the next poll even if the source looks unchanged (after the gateway's own writes)."""
         self._wake.set()
 
-    def suspend_locally(self, agent: str) -> None:
+    def suspend_locally(self, agent: str, *, handover: bool = False) -> None:
         """Deny an agent on this replica from now on (live drift in bundle mode, where the registry is the
-        operator's); survives reloads until the process ends."""
+        operator's). Without `handover` it holds until the process ends; with it (the hold was written to the
+        Agent's status), it holds until the source itself shows the agent suspended, so that from then on only an
+        admin's reactivation in the cluster lifts it."""
         with self._lock:
             self._suspended = self._suspended | {agent}
+            if handover:
+                self._handover = self._handover | {agent}
         self.refresh()
 
     def reload(self) -> Snapshot:
@@ -370,6 +377,9 @@ class Enforcer:
             snapshot = Snapshot.failed(self.source.name, f"{type(exc).__name__}: {exc}")
             self.stats.errors += 1
             self.stats.last_error = snapshot.error
+        with self._lock:
+            taken = {a for a in self._handover if a in snapshot.agents and snapshot.agents[a].status != "active"}
+            self._suspended, self._handover = self._suspended - taken, self._handover - taken
         self.snapshot = snapshot
         live = set(snapshot.credentials.values())
         self._secrets = {ref: s for ref, s in dict(self._secrets).items() if ref in live}

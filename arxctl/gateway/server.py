@@ -79,13 +79,22 @@ def serve(options: ServeOptions, *, say: Callable[[str], None] | None = None) ->
     config = load_config(options.config)
     drivers = build_drivers(config)
     settings = project.load(options.state, options.approvers)
+    if config.cluster is not None and options.bundle is None:
+        raise InputError(f"{config.source}: the `cluster` section applies with --bundle (with --state, live drift "
+                         "holds go into the registry)")
+    cluster = None
+    if config.cluster is not None:
+        from arxctl.gateway.cluster import StatusWriter
+
+        cluster = StatusWriter.connect(config.cluster, replica)
     source = open_source(state=options.state, bundle=options.bundle, secrets=options.secrets)
     main = Store(options.state)
     log = ReplicaLog(options.state, replica, main=main)
     desk = ApprovalDesk(options.state, actor=f"gateway/{replica}", config=options.approvers)
     enforcer = Enforcer(source)
     gateway = Gateway(enforcer=enforcer, drivers=drivers, log=log, desk=desk, replica=replica,
-                      state=desk.store if options.bundle is None else None, webhook=settings.webhook, warn=say)
+                      state=desk.store if options.bundle is None else None, webhook=settings.webhook, warn=say,
+                      cluster=cluster)
     enforcer.start()
     signer = None
     witness = None
@@ -111,6 +120,9 @@ def serve(options: ServeOptions, *, say: Callable[[str], None] | None = None) ->
     say(f"  audit log: {log.directory} (log id {log.log_id})"
         + (f", checkpoints to {options.witness} every {options.publish_every}" if witness is not None
            else "; no --witness: publish with `arxctl chain publish --state " + str(log.directory) + "`"))
+    if cluster is not None:
+        say(f"  agent status: holds and health (every {cluster.every_s:g}s) written through "
+            f"{cluster.kube.configuration.host}")
     for line in drivers.describe():
         say(f"  connector {line}")
     server = uvicorn.Server(uvicorn.Config(

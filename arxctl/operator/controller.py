@@ -65,6 +65,7 @@ class Controller:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._instance = socket.gethostname()
+        self._seen: dict[tuple[str, str, str], str] = {}
         self.reconciled: dict[str, str] = {}
 
     def start(self) -> None:
@@ -90,6 +91,23 @@ class Controller:
             self._schedule.dirty.add(namespace)
             self._schedule.known.add(namespace)
             self._cond.notify_all()
+
+    def changed(self, namespace: str, kind: str, obj: dict[str, Any] | None, deleted: bool) -> None:
+        """A watch event: ask for a reconcile unless all that changed is what the operator never reads (the
+        resourceVersion, managed fields, gateways' health reports), so health writes cause no reconciles."""
+        if obj is None:
+            self.request(namespace)
+            return
+        ident = (namespace, kind, reconcile.name_of(obj))
+        key = reconcile.trigger_key(obj)
+        with self._cond:
+            if deleted:
+                self._seen.pop(ident, None)
+            elif self._seen.get(ident) == key:
+                return
+            else:
+                self._seen[ident] = key
+        self.request(namespace)
 
     def _at(self, namespace: str, delay_s: float) -> None:
         with self._cond:
@@ -151,18 +169,25 @@ class Controller:
             if new:
                 self.ledger.register(namespace, new)
                 view = self.ledger.view(namespace)
+            holds = self.ledger.hold(namespace, reconcile.lifecycle_changes(observed, view))
+            if holds:
+                view = self.ledger.view(namespace)
             at = now()
             plan = reconcile.plan_namespace(observed, checked, view, at)
             if plan.configmap is not None:
                 self.kube.apply(plan.configmap, field_manager=FIELD_MANAGER, force=True)
+            for hold, outcome in holds:
+                log.info("agent %s/%s: %s by %s: %s", namespace, hold.agent, hold.action, hold.actor, outcome)
+                self.post_event(namespace, reconcile.hold_event(hold, outcome))
+            for event in plan.events:
+                self.post_event(namespace, event)
+            self.ledger.record(namespace, [r for r in plan.records if not _is_grant(r)])
             written: dict[tuple[str, str], dict[str, Any]] = {}
             for change in plan.statuses:
                 result = self.write_status(namespace, change, at)
                 if result is not None:
                     written[(change.kind, change.name)] = result
-            for event in plan.events:
-                self.post_event(namespace, event)
-            self.ledger.record(namespace, [r for r in plan.records if _still_true(r, plan, written)])
+            self.ledger.record(namespace, [r for r in plan.records if _is_grant(r) and _still_true(r, plan, written)])
             self.reconciled[namespace] = plan.bundle["revision"]
             if decommission:
                 for name in plan.decommission:
@@ -182,7 +207,11 @@ class Controller:
                 if event is not None:
                     events.append(event)
             else:
-                patch = change.status if reconcile.changed(current.get("status"), change.status) else None
+                status = current.get("status") or {}
+                patch = dict(change.status) if reconcile.changed(status, change.status) else {}
+                for key, handled in change.clear:
+                    if key in status and digest(status[key]) == handled:
+                        patch[key] = None
             return {"status": patch} if patch else None
 
         try:
@@ -284,11 +313,13 @@ class Controller:
             self._stop.wait(self.settings.publish_every_s)
 
 
+def _is_grant(record: Record) -> bool:
+    return record.mark.startswith("Grant/")
+
+
 def _still_true(record: Record, plan: Plan, written: dict[tuple[str, str], dict[str, Any]]) -> bool:
     """A grant record stays only when the status written has the phase it records (a conflicting write by someone
     else means the next reconcile records what really happened)."""
-    if not record.mark.startswith("Grant/"):
-        return True
     name = record.mark.split("/")[1]
     planned = any(c.kind == "Grant" and c.name == name for c in plan.statuses)
     if not planned:

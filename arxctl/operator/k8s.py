@@ -91,12 +91,14 @@ def _error(exc: Any, method: str, path: str) -> KubeError:
 class Kube:
     """JSON requests to one API server through a `kubernetes.client.ApiClient` (thread-safe for requests)."""
 
-    def __init__(self, api_client: Any, namespace: str = "default") -> None:
+    def __init__(self, api_client: Any, namespace: str = "default", timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.api = api_client
         self.namespace = namespace
+        self.timeout_s = timeout_s
 
     @classmethod
-    def connect(cls, kubeconfig: Path | None = None, context: str | None = None) -> Kube:
+    def connect(cls, kubeconfig: Path | None = None, context: str | None = None,
+                timeout_s: float = REQUEST_TIMEOUT_S) -> Kube:
         """From a kubeconfig (`--kubeconfig`, else $KUBECONFIG or ~/.kube/config) and context, else in-cluster."""
         from kubernetes import client, config
 
@@ -115,15 +117,16 @@ class Kube:
         except (config.ConfigException, OSError, KeyError, ValueError) as exc:
             where = f" {kubeconfig}" if kubeconfig else ""
             raise InputError(f"cannot load the kubeconfig{where}: {exc}") from None
-        return cls(client.ApiClient(configuration), namespace)
+        return cls(client.ApiClient(configuration), namespace, timeout_s)
 
     @property
     def configuration(self) -> Any:
         return self.api.configuration
 
     def request(self, method: str, path: str, *, body: Any = None, query: Mapping[str, Any] | None = None,
-                content_type: str = JSON, timeout_s: float = REQUEST_TIMEOUT_S) -> Obj:
-        """One request; the decoded JSON answer, or KubeError / Unreachable."""
+                content_type: str = JSON, timeout_s: float | None = None) -> Obj:
+        """One request (within `timeout_s`, default the client's); the decoded JSON answer, or KubeError /
+        Unreachable."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
@@ -133,7 +136,7 @@ class Kube:
                 method, path, query_params=params, header_params={"Accept": JSON, "Content-Type": content_type},
                 body=body, auth_settings=["BearerToken"])
             response = self.api.call_api(method_, url, header_params=headers, body=payload,
-                                         _request_timeout=timeout_s)
+                                         _request_timeout=self.timeout_s if timeout_s is None else timeout_s)
             data = response.read()
         except ApiException as exc:
             if not exc.status:

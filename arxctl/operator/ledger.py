@@ -7,6 +7,7 @@ per object, so a restart never records one change twice.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from arxctl.chain.records import Record as ChainRecord
 from arxctl.chain.seal import seal
 from arxctl.clock import now, now_ts
 from arxctl.errors import InputError
-from arxctl.operator.reconcile import Record, Registered, RegistryView
-from arxctl.registry import handles
+from arxctl.operator.reconcile import REACTIVATE, SUSPEND, Hold, Record, Registered, RegistryView
+from arxctl.registry import handles, lifecycle
 from arxctl.registry import resources as registry
 from arxctl.registry.config import ProjectConfig
 from arxctl.registry.decommission import decommission
@@ -101,8 +102,17 @@ class Ledger:
         heads: dict[tuple[str, str], Registered] = {}
         for kind in ("Agent", "Policy", "ConnectorCatalog"):
             for head, version in registry.current(store, kind):
+                suspension = throttle = None
+                if kind == "Agent" and (head.status == lifecycle.SUSPENDED or head.name in throttled):
+                    held = lifecycle.status(store.conn, head.name)
+                    if held.status == lifecycle.SUSPENDED:
+                        suspension = {"by": held.suspended_by, "at": held.suspended_at,
+                                      "reason": held.suspended_reason, "source": held.suspended_source}
+                    if held.throttled:
+                        throttle = {"by": held.throttled_by, "at": held.throttled_at, "reason": held.throttle_reason,
+                                    "source": held.throttle_source}
                 heads[(kind, head.name)] = Registered(version.version, version.digest, head.status, version.doc,
-                                                      head.name in throttled)
+                                                      head.name in throttled, suspension, throttle)
         revoked = tuple(sorted(h.id for h in handles.revocation_list(store)))
         marks = dict(store.conn.execute("SELECT mark, value FROM operator_marks").fetchall())
         return RegistryView(heads, revoked, marks)
@@ -133,6 +143,22 @@ class Ledger:
                 "ON CONFLICT (mark) DO UPDATE SET value = excluded.value, seq = excluded.seq, ts = excluded.ts",
                 [(r.mark, r.mark_value, a.seq, ts) for r, a in zip(records, appended, strict=True)])
         return [a.seq for a in appended]
+
+    def hold(self, namespace: str, holds: Iterable[Hold]) -> list[tuple[Hold, str]]:
+        """Apply holds and reactivations through the lifecycle (each with its record and marks in one transaction);
+        returns what each one did."""
+        store = self.store(namespace)
+        out = []
+        for hold in holds:
+            ts = now_ts()
+            with store.transaction() as conn:
+                outcome, seq = _apply_hold(conn, hold, ts)
+                conn.executemany(
+                    "INSERT INTO operator_marks (mark, value, seq, ts) VALUES (?,?,?,?) "
+                    "ON CONFLICT (mark) DO UPDATE SET value = excluded.value, seq = excluded.seq, ts = excluded.ts",
+                    [(mark, value, seq, ts) for mark, value in hold.marks])
+            out.append((hold, outcome))
+        return out
 
     def decommission_history(self, namespace: str, name: str) -> History:
         """Read back from the chain what decommissioning the agent did (so a rerun reports the first run's work)."""
@@ -173,3 +199,49 @@ class Ledger:
                       "namespace": namespace}))
             done_seal = seal(conn, name, retention_class, self.actor, reason, table, ts)
         return Sealed((), written.seq, done_seal.seq, False)
+
+
+def _apply_hold(conn: sqlite3.Connection, hold: Hold, ts: str) -> tuple[str, int]:
+    """One hold or reactivation, inside the caller's transaction: (what it did, the seq of its record).
+
+    A reactivation's writer was authorised by the API server (RBAC on agents/status and the `arx-agent-status`
+    admission policy let only members of arx:agent-admins write one, as themselves), so it is the admin here.
+    """
+    held = lifecycle.status(conn, hold.agent)
+    body = {"status": hold.detail}
+    if held.status == DECOMMISSIONED:
+        outcome = f"ignored: agent '{hold.agent}' is decommissioned"
+    elif hold.action == REACTIVATE:
+        if not hold.actor or not hold.reason:
+            outcome = "reactivation refused: status.reactivation needs `by` and `reason`"
+            return outcome, chain.append(conn, chain.Entry("agent.reactivation_refused", hold.agent, hold.actor or
+                                                           "unknown", {**body, "outcome": outcome}, ts)).seq
+        admin = ProjectConfig(admins=frozenset({hold.actor}))
+        seqs = []
+        if held.status == lifecycle.SUSPENDED:
+            seqs.append(lifecycle.reactivate(conn, hold.agent, actor=hold.actor, reason=hold.reason, config=admin,
+                                             ts=ts).seq)
+        if held.throttled:
+            seqs.append(lifecycle.unthrottle(conn, hold.agent, actor=hold.actor, reason=hold.reason, ts=ts).seq)
+        if seqs:
+            lifted = " and ".join(w for w, on in (("suspension", held.status == lifecycle.SUSPENDED),
+                                                 ("throttle", held.throttled)) if on)
+            return f"reactivated: the {lifted} {'are' if len(seqs) > 1 else 'is'} lifted", seqs[-1]
+        outcome = "nothing to lift: the agent is active and not throttled"
+    elif hold.action == SUSPEND and held.status == lifecycle.ACTIVE:
+        return "suspended: every call is denied", lifecycle.suspend(
+            conn, hold.agent, actor=hold.actor, reason=hold.reason, source=_source(hold), ts=ts).seq
+    elif hold.action != SUSPEND and held.status == lifecycle.ACTIVE and not held.throttled:
+        return ("throttled: write, destructive and containment calls need approval", lifecycle.throttle(
+            conn, hold.agent, actor=hold.actor, reason=hold.reason, source=_source(hold), ts=ts).seq)
+    else:
+        outcome = f"already {'throttled' if held.status == lifecycle.ACTIVE else held.status}"
+    kind = "agent.reactivation_skipped" if hold.action == REACTIVATE else "agent.hold_reported"
+    subject = None if held.status == DECOMMISSIONED else hold.agent
+    return outcome, chain.append(conn, chain.Entry(kind, subject, hold.actor or "unknown",
+                                                   {**body, "agent": hold.agent, "outcome": outcome}, ts)).seq
+
+
+def _source(hold: Hold) -> str:
+    """The lifecycle source: `drift` for a gateway replica's live-drift hold, else `manual`."""
+    return "drift" if hold.actor.startswith("gateway/") else "manual"

@@ -36,6 +36,8 @@ MANAGED_LABELS = {"app.kubernetes.io/managed-by": "arx-operator", "app.kubernete
 ACTIVE, SUSPENDED, DECOMMISSIONED = "active", "suspended", "decommissioned"
 PENDING, APPROVED, DENIED, EXPIRED, REVOKED = "Pending", "Approved", "Denied", "Expired", "Revoked"
 LIVE_GRANT_PHASES = frozenset({PENDING, APPROVED})
+SUSPENSION, REACTIVATION, GATEWAY = "suspension", "reactivation", "gateway"
+SUSPEND, THROTTLE, REACTIVATE = "suspend", "throttle", "reactivate"
 KINDS = ("Agent", "Policy", "ConnectorCatalog", "Grant")
 _REGISTERED_KINDS = ("Agent", "Policy", "ConnectorCatalog")
 
@@ -75,6 +77,8 @@ class Registered:
     status: str
     doc: Obj
     throttled: bool = False
+    suspension: Obj | None = None
+    throttle: Obj | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +116,15 @@ class Record:
 @dataclass(frozen=True, slots=True)
 class StatusChange:
     """A status to merge into an object. A Grant's change is recomputed (`grant_change`) from the object as it is
-    when written, with the `problems` and `agent` status it was planned with."""
+    when written, with the `problems` and `agent` status it was planned with. `clear` names status keys to remove,
+    each only while it still holds the content (digest) that was handled."""
 
     kind: str
     name: str
     status: Obj
     problems: tuple[Diagnostic, ...] = ()
     agent: str | None = None
+    clear: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +138,20 @@ class Plan:
     events: tuple[Event, ...]
     decommission: tuple[str, ...]
     next_deadline: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A lifecycle change asked for in an Agent's status: a hold (`status.suspension`, written by a gateway replica
+    on live drift, or by an admin), or an admin's `status.reactivation`. `marks` say which content was handled."""
+
+    agent: str
+    uid: str
+    action: str
+    actor: str
+    reason: str
+    detail: Obj
+    marks: tuple[tuple[str, str], ...]
 
 
 def name_of(obj: Mapping[str, Any]) -> str:
@@ -203,11 +223,79 @@ def _condition(kind: str, status: bool, reason: str, message: str, generation: i
             "lastTransitionTime": since}
 
 
+def suspension_mark(name: str) -> str:
+    return f"Agent/{name}/{SUSPENSION}"
+
+
+def reactivation_mark(name: str) -> str:
+    return f"Agent/{name}/{REACTIVATION}"
+
+
+def held(value: Any) -> bool:
+    """Whether a `status.suspension` asks for a hold: `suspended: true` or `throttled: true`."""
+    return isinstance(value, dict) and (value.get("suspended") is True or value.get("throttled") is True)
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def lifecycle_changes(observed: Observed, view: RegistryView) -> list[Hold]:
+    """The holds and reactivations written into Agent statuses that the store has not handled yet.
+
+    A reactivation is handled before a hold, and it lifts the hold shown next to it. A hold stays in the store until
+    a reactivation: removing `status.suspension` lifts nothing (there is no auto-resume). A new hold forgets the
+    last reactivation, so the same words may lift the next one. Agents that are not registered, or are being
+    decommissioned, are left alone.
+    """
+    out = []
+    for obj in sorted(observed.agents, key=name_of):
+        name = name_of(obj)
+        head = view.heads.get(("Agent", name))
+        if head is None or head.status == DECOMMISSIONED or decommission_requested(obj):
+            continue
+        status = obj.get("status") or {}
+        uid = str((obj.get("metadata") or {}).get("uid", ""))
+        reactivation, suspension = status.get(REACTIVATION), status.get(SUSPENSION)
+        if isinstance(reactivation, dict) and view.marks.get(reactivation_mark(name)) != digest(reactivation):
+            marks = [(reactivation_mark(name), digest(reactivation))]
+            if isinstance(suspension, dict):
+                marks.append((suspension_mark(name), digest(suspension)))
+            out.append(Hold(name, uid, REACTIVATE, _text(reactivation.get("by")), _text(reactivation.get("reason")),
+                            dict(reactivation), tuple(marks)))
+        elif held(suspension) and view.marks.get(suspension_mark(name)) != digest(suspension):
+            action = SUSPEND if suspension.get("suspended") is True else THROTTLE
+            marks = [(suspension_mark(name), digest(suspension))]
+            if REACTIVATION not in status:
+                marks.append((reactivation_mark(name), ""))
+            out.append(Hold(name, uid, action, _text(suspension.get("source")) or "unknown",
+                            _text(suspension.get("reason")) or "status.suspension gave no reason", dict(suspension),
+                            tuple(marks)))
+    return out
+
+
+def hold_event(hold: Hold, outcome: str) -> Event:
+    """The Event that says what a hold or reactivation did."""
+    if hold.action == REACTIVATE:
+        reason = "Reactivated" if outcome.startswith("reactivated") else "ReactivationRefused"
+        return Event("Agent", hold.agent, hold.uid, reason, f"{outcome} (by {hold.actor or 'nobody'}: "
+                                                            f"{hold.reason or 'no reason'})",
+                     "Normal" if reason == "Reactivated" else "Warning")
+    return Event("Agent", hold.agent, hold.uid, "Suspended" if hold.action == SUSPEND else "Throttled",
+                 f"{outcome} (by {hold.actor}: {hold.reason})", "Warning")
+
+
 def agent_state(obj: Mapping[str, Any], head: Registered | None) -> str:
     """The agent's status as the engine must see it: decommissioned as soon as decommissioning is asked for."""
     if decommission_requested(obj) or (head is not None and head.status == DECOMMISSIONED):
         return DECOMMISSIONED
     return head.status if head is not None else ACTIVE
+
+
+def _by(info: Mapping[str, Any] | None) -> str:
+    """`by ACTOR at TS: REASON` for a suspension or throttle held in the store."""
+    info = info or {}
+    return f"by {info.get('by') or 'unknown'} at {info.get('at') or 'unknown'}: {info.get('reason') or 'no reason'}"
 
 
 def agent_status(obj: Mapping[str, Any], problems: Sequence[Diagnostic], head: Registered | None,
@@ -234,7 +322,15 @@ def agent_status(obj: Mapping[str, Any], problems: Sequence[Diagnostic], head: R
         ready = (False, "Suspended", "suspended: every call is denied")
     else:
         phase = "Active"
-        ready = (True, "Enforced", f"version {head.version} is in the enforcement bundle")
+        throttle = f"; throttled {_by(head.throttle)}" if head.throttled and head.throttle else ""
+        ready = (True, "Enforced", f"version {head.version} is in the enforcement bundle{throttle}")
+    if state == SUSPENDED:
+        info = head.suspension if head is not None else None
+        suspended = ("LiveDrift" if info and info.get("source") == "drift" else "Suspended",
+                     f"suspended {_by(info)}; only an admin's status.reactivation lifts it" if info
+                     else "suspended in the registry")
+    else:
+        suspended = ("NotSuspended", "")
     status: Obj = {
         "phase": phase,
         "version": head.version if head is not None else None,
@@ -243,8 +339,7 @@ def agent_status(obj: Mapping[str, Any], problems: Sequence[Diagnostic], head: R
         "observedGeneration": generation,
         "conditions": [
             _condition("Ready", *ready, generation, current, now),
-            _condition("Suspended", state == SUSPENDED, "Suspended" if state == SUSPENDED else "NotSuspended",
-                       "suspended in the registry" if state == SUSPENDED else "", generation, current, now),
+            _condition("Suspended", state == SUSPENDED, *suspended, generation, current, now),
             _condition("Decommissioned", state == DECOMMISSIONED,
                        "Decommissioned" if stored else ("Decommissioning" if state == DECOMMISSIONED else "Active"),
                        "record sealed" if stored else "", generation, current, now),
@@ -366,6 +461,27 @@ def changed(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bo
     return any(current.get(k) != v for k, v in desired.items())
 
 
+def handled(obj: Mapping[str, Any], head: Registered | None, marks: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Status keys to remove: a reactivation the store has handled, and a handled hold no longer in force."""
+    name, status = name_of(obj), obj.get("status") or {}
+    out = []
+    reactivation, suspension = status.get(REACTIVATION), status.get(SUSPENSION)
+    if isinstance(reactivation, dict) and marks.get(reactivation_mark(name)) == digest(reactivation):
+        out.append((REACTIVATION, digest(reactivation)))
+    in_force = head is not None and (head.status == SUSPENDED or head.throttled)
+    if isinstance(suspension, dict) and not in_force and marks.get(suspension_mark(name)) == digest(suspension):
+        out.append((SUSPENSION, digest(suspension)))
+    return tuple(out)
+
+
+def trigger_key(obj: Mapping[str, Any]) -> str:
+    """What a watch event must change for a reconcile to be worth it: anything but the resourceVersion, the
+    managed fields and the gateways' health reports (`status.gateway`)."""
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields")}
+    status = {k: v for k, v in (obj.get("status") or {}).items() if k != GATEWAY}
+    return digest({**obj, "metadata": metadata, "status": status})
+
+
 def plan_namespace(observed: Observed, checked: Checked, view: RegistryView, now: datetime) -> Plan:
     """What one namespace should look like: the bundle (and its ConfigMap when its revision changed), statuses,
     grant transitions with their Events and records, agents to decommission, and when to look again."""
@@ -389,8 +505,9 @@ def plan_namespace(observed: Observed, checked: Checked, view: RegistryView, now
             decommission.append(name)
         if not deleting(obj):
             desired = agent_status(obj, problems, head, now)
-            if changed(obj.get("status"), desired):
-                statuses.append(StatusChange("Agent", name, desired))
+            clear = handled(obj, head, view.marks)
+            if changed(obj.get("status"), desired) or clear:
+                statuses.append(StatusChange("Agent", name, desired, clear=clear))
         records.extend(_rejection(obj, "Agent", problems, view.marks, events))
     policies: list[Obj] = []
     for kind, out in (("Policy", policies), ("ConnectorCatalog", None)):

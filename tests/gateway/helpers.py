@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -224,3 +225,37 @@ def until(predicate: Any, deadline_s: float, what: str, step_s: float = 0.02) ->
         if time.monotonic() - start > deadline_s:
             raise AssertionError(f"{what}: not within {deadline_s}s")
         time.sleep(step_s)
+
+
+class Mount:
+    """A directory laid out like a mounted ConfigMap: `bundle.json -> ..data/bundle.json`, `..data -> ..N`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True)
+        self.n = 0
+
+    def publish(self, data: bytes) -> None:
+        self.n += 1
+        version = self.directory / f"..{self.n:04d}"
+        version.mkdir()
+        (version / "bundle.json").write_bytes(data)
+        temp = self.directory / "..data_tmp"
+        temp.symlink_to(version.name)
+        os.replace(temp, self.directory / "..data")
+        link = self.directory / "bundle.json"
+        if not link.is_symlink():
+            link.symlink_to("..data/bundle.json")
+
+
+def secrets_dir(world: World) -> Path:
+    """The mounted Secret: the platform key (handles) and each credential in plain text, mode 0400."""
+    target = world.state.parent / "secrets"
+    target.mkdir()
+    shutil.copy(credentials.key_path(world.state), target / "platform.key")
+    with Store(world.state) as store:
+        for connector in ("servicenow", "slack"):
+            (target / connector).write_bytes(credentials.secret_for(store, connector, AGENT))
+    for path in target.iterdir():
+        path.chmod(0o400)
+    return target

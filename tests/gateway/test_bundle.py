@@ -5,11 +5,8 @@ second, and no valid bundle means every call is refused."""
 from __future__ import annotations
 
 import http.client
-import os
-import shutil
 import threading
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,11 +14,19 @@ import orjson
 from arxctl.canonical import digest
 from arxctl.clock import now_ts
 from arxctl.policy.bundle import build_bundle, bundle_bytes, bundle_revision
-from arxctl.registry import credentials
 from arxctl.sdk import CallDenied, Connector, HandleRefused
-from arxctl.store.sqlite import Store
 from tests.gateway import upstreams
-from tests.gateway.helpers import AGENT, GatewayProcess, World, change_policy, manifest, request, until
+from tests.gateway.helpers import (
+    AGENT,
+    GatewayProcess,
+    Mount,
+    World,
+    change_policy,
+    manifest,
+    request,
+    secrets_dir,
+    until,
+)
 
 CALLS = 360
 WORKERS = 6
@@ -35,40 +40,6 @@ def bundle(*, status: str = "active", revoked: tuple[str, ...] = (), review: int
         namespace="agents", agents=[{"name": AGENT, "status": status, "throttled": False, "version": 1,
                                      "digest": digest(doc), "doc": doc}],
         policies=[policy], catalogs=[], grants=[], revoked_handles=list(revoked), generated=now_ts())
-
-
-class Mount:
-    """A directory laid out like a mounted ConfigMap: `bundle.json -> ..data/bundle.json`, `..data -> ..N`."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.directory.mkdir(parents=True)
-        self.n = 0
-
-    def publish(self, data: bytes) -> None:
-        self.n += 1
-        version = self.directory / f"..{self.n:04d}"
-        version.mkdir()
-        (version / "bundle.json").write_bytes(data)
-        temp = self.directory / "..data_tmp"
-        temp.symlink_to(version.name)
-        os.replace(temp, self.directory / "..data")
-        link = self.directory / "bundle.json"
-        if not link.is_symlink():
-            link.symlink_to("..data/bundle.json")
-
-
-def secrets_dir(world: World) -> Path:
-    """The mounted Secret: the platform key (handles) and each credential in plain text, mode 0400."""
-    target = world.state.parent / "secrets"
-    target.mkdir()
-    shutil.copy(credentials.key_path(world.state), target / "platform.key")
-    with Store(world.state) as store:
-        for connector in ("servicenow", "slack"):
-            (target / connector).write_bytes(credentials.secret_for(store, connector, AGENT))
-    for path in target.iterdir():
-        path.chmod(0o400)
-    return target
 
 
 def start(world: World, gateways: list[GatewayProcess], mount: Mount) -> GatewayProcess:

@@ -24,6 +24,12 @@ def test_serve_rejects_bad_options(cli, world: World) -> None:
     result = cli("gateway", "serve", "--config", str(bad))
     assert (result.exit_code, result.stderr) == (
         2, f"error: {bad}:2:21: ARX103 $.connectors.slack.base_url: must be an http(s) URL with a host\n")
+    cluster = world.state.parent / "cluster-gateway.yaml"
+    cluster.write_text("cluster: {status_every: 30s}\n")
+    result = cli("gateway", "serve", "--config", str(cluster))
+    assert (result.exit_code, result.stderr) == (
+        2, f"error: {cluster}: the `cluster` section applies with --bundle (with --state, live drift holds go into "
+           "the registry)\n")
 
 
 def test_health_reads_every_replica(cli, world: World, gateway: GatewayProcess) -> None:

@@ -38,6 +38,8 @@ def test_the_api_server_accepts_every_gateway_manifest(cluster: Cluster) -> None
         ("NetworkPolicy", "arx-agents-reach-only-the-gateway", "agents"),
         ("NetworkPolicy", "arx-gateway-ingress", "agents"),
         ("PodDisruptionBudget", "arx-gateway", "agents"),
+        ("Role", "arx-gateway", "agents"),
+        ("RoleBinding", "arx-gateway", "agents"),
         ("Service", "arx-gateway", "agents"),
         ("ServiceAccount", "arx-gateway", "agents"),
         ("StatefulSet", "arx-gateway", "agents"),
@@ -51,6 +53,7 @@ def test_the_api_server_accepts_every_gateway_manifest(cluster: Cluster) -> None
     assert sorted(done.stdout.splitlines()) == sorted(
         f"{kind.lower()}{'.apps' if kind == 'StatefulSet' else ''}"
         f"{'.networking.k8s.io' if kind == 'NetworkPolicy' else ''}{'.policy' if kind == 'PodDisruptionBudget' else ''}"
+        f"{'.rbac.authorization.k8s.io' if kind in ('Role', 'RoleBinding') else ''}"
         f"/{d['metadata']['name']} serverside-applied (server dry run)" for d in docs for kind in [d["kind"]])
 
 
@@ -62,7 +65,7 @@ def test_the_gateway_pod_is_locked_down() -> None:
                                       "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}}
     assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}}
-    assert pod["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is True
     assert {v["name"]: {k: v for k, v in v.items() if k != "name"} for v in pod["volumes"]} == {
         "bundle": {"configMap": {"name": "arx-enforcement-bundle"}},
         "secret-source": {"secret": {"secretName": "arx-gateway-secrets", "defaultMode": 0o400}},
@@ -101,3 +104,11 @@ def test_agents_may_reach_only_the_gateway_and_dns() -> None:
     [service] = [d for d in built() if d["kind"] == "Service"]
     assert (service["spec"]["sessionAffinity"], service["spec"]["ports"]) == (
         "ClientIP", [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}])
+
+
+def test_the_shipped_gateway_config_writes_agent_statuses() -> None:
+    from arxctl.gateway.config import ClusterSettings, parse_config
+
+    [configmap] = [d for d in built() if d["kind"] == "ConfigMap"]
+    config = parse_config(configmap["data"]["gateway.yaml"], "deploy/gateway/configmap.yaml")
+    assert config.cluster == ClusterSettings(None, None, 30.0)

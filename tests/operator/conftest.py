@@ -113,8 +113,8 @@ def admin(cluster: Cluster) -> Kube:  # noqa: F811
 
 @pytest.fixture(scope="session")
 def deploy_rbac(admin: Kube, installed_crds: dict[str, Any]) -> None:  # noqa: F811
-    """The ClusterRoles, bindings and grant approval policy from deploy/, applied as they ship."""
-    for name in ("rbac.yaml", "grant-approval-policy.yaml"):
+    """The ClusterRoles, bindings and the grant and agent-status admission policies from deploy/, as they ship."""
+    for name in ("rbac.yaml", "grant-approval-policy.yaml", "agent-status-policy.yaml"):
         for doc in load_yaml_documents(ROOT / "deploy" / name):
             kind = doc["kind"]
             group, version = doc["apiVersion"].split("/")

@@ -34,9 +34,11 @@ def test_the_api_server_accepts_every_deploy_manifest(cluster: Cluster, admin: K
         ("CustomResourceDefinition", "grants.arx.dev"), ("CustomResourceDefinition", "policies.arx.dev"),
         ("Namespace", "arx-system"), ("ServiceAccount", "arx-operator"), ("ClusterRole", "arx-operator"),
         ("ClusterRoleBinding", "arx-operator"), ("ClusterRole", "arx-grant-approver"),
-        ("ClusterRoleBinding", "arx-grant-approvers"), ("ClusterRole", "arx-edit"), ("ClusterRole", "arx-view"),
+        ("ClusterRoleBinding", "arx-grant-approvers"), ("ClusterRole", "arx-agent-admin"),
+        ("ClusterRoleBinding", "arx-agent-admins"), ("ClusterRole", "arx-edit"), ("ClusterRole", "arx-view"),
         ("ValidatingAdmissionPolicy", "arx-grant-approval"),
         ("ValidatingAdmissionPolicyBinding", "arx-grant-approval"),
+        ("ValidatingAdmissionPolicy", "arx-agent-status"), ("ValidatingAdmissionPolicyBinding", "arx-agent-status"),
         ("PersistentVolumeClaim", "arx-operator-state"), ("Deployment", "arx-operator"),
     ])
     if admin.get(KINDS["Namespace"].path(None, "arx-system")) is None:
@@ -49,6 +51,21 @@ def test_the_api_server_accepts_every_deploy_manifest(cluster: Cluster, admin: K
     assert (done.returncode, done.stderr) == (0, "")
     assert len(done.stdout.splitlines()) == len(docs)
     assert all(line.endswith("serverside-applied (server dry run)") for line in done.stdout.splitlines())
+
+
+def test_only_the_operator_gateway_and_agent_admins_write_agent_status() -> None:
+    docs = [*load_yaml_documents(DEPLOY / "rbac.yaml"), *load_yaml_documents(DEPLOY / "gateway" / "rbac.yaml")]
+    writers = sorted(d["metadata"]["name"] for d in docs if d["kind"] in ("ClusterRole", "Role")
+                     for rule in d["rules"] if "agents/status" in rule["resources"]
+                     and {"patch", "update"} & set(rule["verbs"]))
+    assert writers == ["arx-agent-admin", "arx-gateway", "arx-operator"]
+    bound = {d["roleRef"]["name"]: d["subjects"] for d in docs if d["kind"] in ("ClusterRoleBinding", "RoleBinding")}
+    assert {name: bound[name] for name in writers} == {
+        "arx-agent-admin": [{"kind": "Group", "name": "arx:agent-admins", "apiGroup": "rbac.authorization.k8s.io"}],
+        "arx-gateway": [{"kind": "ServiceAccount", "name": "arx-gateway"}],
+        "arx-operator": [{"kind": "ServiceAccount", "name": "arx-operator", "namespace": "arx-system"}]}
+    [role] = [d for d in docs if d["metadata"]["name"] == "arx-gateway" and d["kind"] == "Role"]
+    assert role["rules"] == [{"apiGroups": ["arx.dev"], "resources": ["agents/status"], "verbs": ["get", "patch"]}]
 
 
 def test_the_operator_pod_is_locked_down() -> None:

@@ -339,6 +339,7 @@ def test_restarting_the_operator_mid_reconcile_converges(tmp_path: Path, admin: 
 def test_conflicting_writes_are_retried_until_they_land(admin: Kube, cluster: Cluster, ns: str) -> None:
     other = Kube.connect(cluster.kubeconfig)
     apply(admin, ns, new_grant("contended", ttl="1h"))
+    wait_for("the operator's own write (Pending) done", lambda: grant_phase(admin, ns, "contended", "Pending"))
     path = KINDS["Grant"].path(ns, "contended", "status")
     competing = iter([{"status": {"reason": "written by someone else"}}])
 

@@ -226,3 +226,118 @@ def test_retention_class_and_summary() -> None:
                                           grants=["g"], handles=[], record_seq=3, seal_seq=4) == {
         "at": TS, "reason": "r", "retentionClass": "sox-7yr", "secretsDeleted": ["a", "b"], "grantsRevoked": ["g"],
         "handlesRevoked": [], "recordSeq": 3, "sealSeq": 4}
+
+
+HOLD = {"suspended": True, "throttled": False, "severity": "critical", "reportId": "drift-1",
+        "reason": "drift critical (drift-1): undeclared-action servicenow.change.delete", "source": "gateway/gw-a",
+        "at": TS}
+THROTTLE = {**HOLD, "suspended": False, "throttled": True, "severity": "medium",
+            "reason": "drift medium (drift-2): rate slack.chat.post", "reportId": "drift-2"}
+REACTIVATION = {"by": "carol", "reason": "false positive: the queue moved"}
+SUSPENSION_MARK, REACTIVATION_MARK = "Agent/triage-cs-01/suspension", "Agent/triage-cs-01/reactivation"
+
+
+def _view(obj: dict[str, Any], status: str = "active", throttled: bool = False,
+          marks: dict[str, str] | None = None, **held: Any) -> RegistryView:
+    doc = resource_doc(obj)
+    return RegistryView({("Agent", "triage-cs-01"): Registered(1, digest(doc), status, doc, throttled, **held)},
+                        marks=marks or {})
+
+
+def test_a_hold_written_by_a_gateway_becomes_a_lifecycle_change_once() -> None:
+    obj = agent(status={"suspension": HOLD})
+    [hold] = reconcile.lifecycle_changes(Observed("payments", agents=[obj]), _view(obj))
+    assert hold == reconcile.Hold("triage-cs-01", "uid-triage-cs-01", "suspend", "gateway/gw-a", HOLD["reason"],
+                                  HOLD, ((SUSPENSION_MARK, digest(HOLD)), (REACTIVATION_MARK, "")))
+    handled = _view(obj, "suspended", marks={SUSPENSION_MARK: digest(HOLD)})
+    assert reconcile.lifecycle_changes(Observed("payments", agents=[obj]), handled) == []
+    throttle = agent(status={"suspension": THROTTLE})
+    [hold] = reconcile.lifecycle_changes(Observed("payments", agents=[throttle]), _view(throttle))
+    assert (hold.action, hold.actor, hold.reason) == ("throttle", "gateway/gw-a", THROTTLE["reason"])
+    for ignored in (agent(status={"suspension": {"suspended": False, "source": "gateway/gw-a"}}),
+                    agent(status={"suspension": HOLD}, deletionTimestamp=TS)):
+        assert reconcile.lifecycle_changes(Observed("payments", agents=[ignored]), _view(obj)) == []
+    unregistered = Observed("payments", agents=[obj])
+    assert reconcile.lifecycle_changes(unregistered, RegistryView()) == []
+    assert reconcile.lifecycle_changes(unregistered, _view(obj, "decommissioned")) == []
+    bare = agent(status={"suspension": {"suspended": True}})
+    [hold] = reconcile.lifecycle_changes(Observed("payments", agents=[bare]), _view(bare))
+    assert (hold.action, hold.actor, hold.reason) == ("suspend", "unknown", "status.suspension gave no reason")
+
+
+def test_a_reactivation_is_handled_first_and_lifts_the_hold_beside_it() -> None:
+    obj = agent(status={"suspension": HOLD, "reactivation": REACTIVATION})
+    view = _view(obj, "suspended", marks={SUSPENSION_MARK: digest(HOLD)})
+    [hold] = reconcile.lifecycle_changes(Observed("payments", agents=[obj]), view)
+    assert hold == reconcile.Hold("triage-cs-01", "uid-triage-cs-01", "reactivate", "carol", REACTIVATION["reason"],
+                                  REACTIVATION, ((REACTIVATION_MARK, digest(REACTIVATION)),
+                                                 (SUSPENSION_MARK, digest(HOLD))))
+    done = _view(obj, marks={SUSPENSION_MARK: digest(HOLD), REACTIVATION_MARK: digest(REACTIVATION)})
+    assert reconcile.lifecycle_changes(Observed("payments", agents=[obj]), done) == []
+    lingering = agent(status={"suspension": {**HOLD, "at": "2026-04-14T10:01:00Z"}, "reactivation": REACTIVATION})
+    [hold] = reconcile.lifecycle_changes(Observed("payments", agents=[lingering]), done)
+    assert (hold.action, hold.marks[1:]) == ("suspend", ())
+
+
+def test_removing_the_hold_from_the_status_lifts_nothing() -> None:
+    obj = agent(generation=2)
+    view = _view(obj, "suspended", marks={SUSPENSION_MARK: digest(HOLD)},
+                 suspension={"by": "gateway/gw-a", "at": TS, "reason": HOLD["reason"], "source": "drift"})
+    assert reconcile.lifecycle_changes(Observed("payments", agents=[obj]), view) == []
+    plan = reconcile.plan_namespace(Observed("payments", agents=[obj]), reconcile.check(Observed("payments",
+                                                                                                 agents=[obj])),
+                                    view, NOW)
+    assert plan.bundle["agents"][0]["status"] == "suspended"
+    [change] = plan.statuses
+    assert change.clear == ()
+    assert change.status["phase"] == "Suspended"
+    assert conditions(change.status)[:2] == [
+        ("Ready", "False", "Suspended", "suspended: every call is denied"),
+        ("Suspended", "True", "LiveDrift", f"suspended by gateway/gw-a at {TS}: {HOLD['reason']}; only an admin's "
+                                           "status.reactivation lifts it")]
+
+
+def test_a_throttle_shows_in_the_ready_message() -> None:
+    obj = agent()
+    view = _view(obj, throttled=True, throttle={"by": "gateway/gw-b", "at": TS, "reason": THROTTLE["reason"],
+                                                "source": "drift"})
+    status = reconcile.agent_status(obj, (), view.heads[("Agent", "triage-cs-01")], NOW)
+    assert (status["phase"], status["throttled"], conditions(status)[0]) == ("Active", True, (
+        "Ready", "True", "Enforced", f"version 1 is in the enforcement bundle; throttled by gateway/gw-b at {TS}: "
+                                     f"{THROTTLE['reason']}"))
+
+
+def test_the_plan_clears_a_handled_reactivation_and_a_lifted_hold_only() -> None:
+    obj = agent(status={"suspension": HOLD, "reactivation": REACTIVATION})
+    marks = {SUSPENSION_MARK: digest(HOLD), REACTIVATION_MARK: digest(REACTIVATION)}
+    observed = Observed("payments", agents=[obj])
+    lifted = reconcile.plan_namespace(observed, reconcile.check(observed), _view(obj, marks=marks), NOW)
+    assert [c.clear for c in lifted.statuses] == [(("reactivation", digest(REACTIVATION)),
+                                                   ("suspension", digest(HOLD)))]
+    still = reconcile.plan_namespace(observed, reconcile.check(observed), _view(obj, "suspended", marks=marks), NOW)
+    assert [c.clear for c in still.statuses] == [(("reactivation", digest(REACTIVATION)),)]
+    unseen = reconcile.plan_namespace(observed, reconcile.check(observed), _view(obj), NOW)
+    assert [c.clear for c in unseen.statuses] == [()]
+
+
+def test_hold_events_say_what_was_done_and_by_whom() -> None:
+    suspend = reconcile.Hold("a", "u", "suspend", "gateway/gw-a", "drift critical", {}, ())
+    assert reconcile.hold_event(suspend, "suspended: every call is denied") == Event(
+        "Agent", "a", "u", "Suspended", "suspended: every call is denied (by gateway/gw-a: drift critical)", "Warning")
+    lift = reconcile.Hold("a", "u", "reactivate", "carol", "false positive", {}, ())
+    assert reconcile.hold_event(lift, "reactivated: the suspension is lifted") == Event(
+        "Agent", "a", "u", "Reactivated", "reactivated: the suspension is lifted (by carol: false positive)")
+    refused = reconcile.Hold("a", "u", "reactivate", "", "", {}, ())
+    assert reconcile.hold_event(refused, "reactivation refused: status.reactivation needs `by` and `reason`") == \
+        Event("Agent", "a", "u", "ReactivationRefused", "reactivation refused: status.reactivation needs `by` and "
+                                                        "`reason` (by nobody: no reason)", "Warning")
+
+
+def test_health_reports_and_bookkeeping_trigger_no_reconcile() -> None:
+    obj = agent(status={"phase": "Active"}, managedFields=[{"manager": "a"}])
+    key = reconcile.trigger_key(obj)
+    reported = {**obj, "metadata": {**obj["metadata"], "resourceVersion": "9", "managedFields": [{"manager": "b"}]},
+                "status": {"phase": "Active", "gateway": {"gw-a": {"callsPerMinute": 3}}}}
+    assert reconcile.trigger_key(reported) == key
+    assert reconcile.trigger_key({**obj, "status": {"phase": "Active", "suspension": HOLD}}) != key
+    assert reconcile.trigger_key(agent(generation=2)) != reconcile.trigger_key(agent())
