@@ -146,7 +146,9 @@ def test_a_grant_approved_through_status_expires_on_time_and_leaves_the_bundle(
                                     {"status": {"phase": "Approved", "approvedBy": "alice"}})
     assert approved["status"]["phase"] == "Approved"
     live = wait_for("grant in the bundle", lambda: (b := bundle_of(admin, ns)) and b["grants"] and b)
-    status = get(admin, "Grant", ns, "close-chg1")["status"]  # type: ignore[index]
+    # The bundle is applied before statuses are written, so the grant's expiresAt may trail the bundle.
+    status = wait_for("expiresAt in the grant's status",
+                      lambda: (s := get(admin, "Grant", ns, "close-chg1")["status"]) and "expiresAt" in s and s)
     expires = parse_ts(status["expiresAt"])
     assert (expires - parse_ts(status["approvedAt"])).total_seconds() == 3.0
     assert live["grants"] == [{"id": "close-chg1", "agent": "triage-cs-01", "actions": ["servicenow.change.close"],

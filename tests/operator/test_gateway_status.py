@@ -237,7 +237,12 @@ def test_a_refused_hold_is_kept_and_written_once_the_gateway_may(cluster: Cluste
         clock[0] = 1e9
         written = f"{ns}/{AGENT}: written to the Agent's status.suspension"
         retries: list[list[str]] = []
-        wait_for("the hold written on a retry", lambda: retries.append(writer.retry()) or retries[-1] == [written])
+        def retry() -> bool:
+            clock[0] += 60.0  # past any backoff, so every probe is a real retry (RBAC may take a moment)
+            retries.append(writer.retry())
+            return retries[-1] == [written]
+
+        wait_for("the hold written on a retry", retry)
         assert (writer.pending, _status(admin, ns)["suspension"]) == (0, hold)
         report = {"agents": {AGENT: {"last_seen": TS, "calls_per_minute": 1, "deny_rate": 1.0, "calls": 1,
                                      "denied": 1, "approvals": 0, "undeclared_attempts": 1, "downstream_errors": 0,
