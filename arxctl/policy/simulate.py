@@ -1,37 +1,47 @@
 """Replaying recorded activity against a baseline and a proposed policy set (`arxctl simulate`, formats.md 8).
 
 Every verdict comes from `engine.decide`. A replay memoizes decide's outcome per call shape: the agent (its
-version), the action, the target, the operation, the session-frequency component (or n itself when a rule
-reads `session.count`), the payload projected onto the keys the rules read, the session id when a rule reads
-it and the recorded verdict when it is the baseline. Calls whose outcome can depend on the time (a grant for
-the agent and action, a rule reading `now`) are decided one by one.
+version), the action, the target, the operation, the session-frequency component combined with the side of each
+`session.count` comparison the rules make (n itself when a rule reads it any other way), the payload projected
+onto the keys the rules read (a list of strings read only through `size()` or `has()` by its length), the session
+id when a rule reads it and the recorded verdict when it is the baseline. Agents alike in everything the engine
+knows of them but their name (unless a rule reads it) share what was decided for one of them. Calls whose outcome
+can depend on the time (a grant for the agent and action, a rule reading `now`) are decided one by one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import multiprocessing
+import operator
+import re
 import sqlite3
 import sys
 import traceback
 import zlib
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import orjson
+
+try:
+    from isal import isal_zlib as _INFLATE
+except ImportError:  # no wheel for this platform: the standard library's zlib, a third as fast
+    _INFLATE = zlib  # type: ignore[no-redef]
 
 from arxctl.clock import format_ts, parse_ts
 from arxctl.durations import parse_duration
 from arxctl.errors import InputError
 from arxctl.policy.catalog import Catalog
 from arxctl.policy.compiler import APPROVAL_REQUIRED, DENY, RANK, VERDICTS, compile_policies
-from arxctl.policy.engine import AgentInfo, Call, EngineState, Grant, SessionWindow, decide
+from arxctl.policy.engine import AgentInfo, Call, EngineState, Grant, decide
 from arxctl.policy.masking import mask
 from arxctl.policy.risk import RiskModel
 
@@ -53,13 +63,23 @@ LIFECYCLE_STATUS = {"agent.suspended": "suspended", "agent.reactivated": "active
                     "agent.decommissioned": "decommissioned"}
 LIFECYCLE_THROTTLE = {"agent.throttled": True, "agent.unthrottled": False}
 _US = 1_000_000
-_DAY_US = 86_400 * _US
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_ONE_DAY = timedelta(days=1)
+_EXACT_FROM = datetime(1900, 1, 1, tzinfo=UTC)
+_EXACT_UNTIL = datetime(2040, 1, 1, tzinfo=UTC)
 _FAR = 2**62
 _EMPTY = msgspec.Raw(b"{}")
+_NULL = msgspec.Raw(b"null")
+_UNSET = msgspec.Raw(b"")
 _ABSENT = ("absent",)
 _VERDICT_SET = frozenset(VERDICTS)
 _GZIP_MAGIC = b"\x1f\x8b"
-_NO_FIELDS: dict[str, msgspec.Raw] = {}
+_LATENESS_US = 3600 * _US
+_PRUNE_AT = 256
+_WHERE_SHIFT = 40
+_CLASS_MASK = (1 << _WHERE_SHIFT) - 1
+_SESSIONS_MIN = 64
 
 Outcome = tuple[str, str, tuple[str, ...], str | None]
 """(verdict, reason, matched rule refs, approver group when the verdict is APPROVAL_REQUIRED)."""
@@ -67,8 +87,8 @@ CellKey = tuple[str, str, Outcome, Outcome]
 """(agent, action, baseline outcome, proposed outcome)."""
 
 
-class Target(msgspec.Struct, gc=False):
-    """A call's target (formats.md section 5); other fields are ignored."""
+class Target(msgspec.Struct, gc=False, frozen=True):
+    """A call's target (formats.md section 5); other fields are ignored. Hashable: it is part of memo keys."""
 
     system: str | None = None
     env: str | None = None
@@ -85,6 +105,12 @@ class Activity(msgspec.Struct, gc=False):
     operation: str | None = None
     payload: dict[str, msgspec.Raw] | None = None
     verdict: str | None = None
+
+
+class _WholePayload(msgspec.Struct, gc=False):
+    """Only an activity record's payload, as one raw JSON value."""
+
+    payload: msgspec.Raw = _NULL
 
 
 class _OddActivity(msgspec.Struct, gc=False):
@@ -124,7 +150,26 @@ class _ChainWho(msgspec.Struct, gc=False):
     body: _Who
 
 
+class _Size:
+    """What `size()` and `has()` can see of a list of strings: its length."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+class _Exact:
+    """A value of a field read only through `size()` or `has()` that is not a list of strings: kept whole."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, json: bytes) -> None:
+        self.json = json
+
+
 _ACTIVITY = msgspec.json.Decoder(Activity)
+_WHOLE_PAYLOAD = msgspec.json.Decoder(_WholePayload)
 _ODD_ACTIVITY = msgspec.json.Decoder(_OddActivity)
 _CHAIN = msgspec.json.Decoder(_ChainLine)
 _PAYLOAD_TYPE = "- at `$.payload`"
@@ -133,6 +178,64 @@ _PAYLOAD_TYPE = "- at `$.payload`"
 def _chain_activity(line: bytes) -> Activity:
     body = _CHAIN.decode(line).body
     return Activity(body.ts, body.agent, body.action, body.session, body.target, body.operation, None, body.verdict)
+
+
+def _chain_fast(line: bytes) -> Activity:
+    rec = _chain_activity(line)
+    if rec.ts.tzinfo is None:
+        raise msgspec.ValidationError("a timestamp without a time zone")
+    return rec
+
+
+def _size_hook(kind: type, value: Any) -> Any:
+    if kind is not _Size:
+        raise NotImplementedError
+    if type(value) is list and all(type(v) is str and _is_text(v) for v in value):
+        return _Size(len(value))
+    return _Exact(orjson.dumps(value))
+
+
+def _size_of(value: Any) -> Any:
+    if type(value) is _Size:
+        return value.n
+    if type(value) is _Exact:
+        return [msgspec.Raw(value.json)]
+    raise NotImplementedError
+
+
+def _is_text(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_KEY = msgspec.json.Encoder(enc_hook=_size_of)
+
+
+def fast_decoder(keys: Iterable[str], sized: Iterable[str]) -> tuple[Callable[[bytes], Any], Any]:
+    """A decoder of activity lines whose payload keeps only `keys`: each one's raw JSON (or, for `sized`, the
+    length of a list of strings, else the value's JSON) and `_UNSET` when absent; any other payload field is
+    skipped. Like `Activity`, it refuses a payload that is not an object or null; it also refuses a timestamp
+    without a time zone (such lines take the replay's slow path, which reads it as UTC). With the decoder comes a
+    payload with none of `keys`, which is what a null or missing payload projects to."""
+    sized = frozenset(sized)
+    names = {f"k{i}": key for i, key in enumerate(sorted(keys))}
+    projection = msgspec.defstruct(
+        "Projection", [(name, _Size | None if key in sized else msgspec.Raw, _UNSET) for name, key in names.items()],
+        rename=names, gc=False,
+    )
+    record = msgspec.defstruct(
+        "FastActivity",
+        [("ts", Annotated[datetime, msgspec.Meta(tz=True)]), ("agent", str), ("action", str),
+         ("session", str | None, None), ("target", Target | None, None), ("operation", str | None, None),
+         ("payload", projection | None, None), ("verdict", str | None, None)],
+        gc=False,
+    )
+    return msgspec.json.Decoder(record, dec_hook=_size_hook).decode, projection()
 
 
 def _payload_value(payload: dict[str, msgspec.Raw] | None) -> dict[str, Any]:
@@ -228,7 +331,7 @@ def read_chunks(source: Source, index: int, *, read_size: int = READ_SIZE) -> It
 def _stream_chunks(stream: IO[bytes], source: Source, index: int, read_size: int) -> Iterator[Chunk]:
     head = stream.read(read_size)
     gzipped = head[:2] == _GZIP_MAGIC
-    inflater = zlib.decompressobj(31) if gzipped else None
+    inflater = _INFLATE.decompressobj(31) if gzipped else None
     consumed = 0
     tail = b""
     line_no = 1
@@ -239,18 +342,20 @@ def _stream_chunks(stream: IO[bytes], source: Source, index: int, read_size: int
             data = _inflate(inflater, block, source)
             while inflater.eof and inflater.unused_data:
                 rest = inflater.unused_data
-                inflater = zlib.decompressobj(31)
+                inflater = _INFLATE.decompressobj(31)
                 data += _inflate(inflater, rest, source)
         else:
             data = block
         if data:
-            buffer = tail + data if tail else data
-            lines = buffer.split(b"\n")
+            lines = data.split(b"\n")
+            if tail:
+                lines[0] = tail + lines[0]
+            utf8 = _utf8(data) and _utf8(tail)
             tail = lines.pop()
             if lines:
-                yield Chunk(index, line_no, lines, _utf8(buffer), consumed)
+                yield Chunk(index, line_no, lines, utf8, consumed)
                 line_no += len(lines)
-            del buffer, lines
+            del lines
         block = stream.read(read_size)
     if inflater is not None and not inflater.eof:
         raise InputError(f"{source.display}: the gzip stream is truncated (after {line_no - 1} lines)")
@@ -261,7 +366,7 @@ def _stream_chunks(stream: IO[bytes], source: Source, index: int, read_size: int
 def _inflate(inflater: Any, block: bytes, source: Source) -> bytes:
     try:
         return inflater.decompress(block)
-    except zlib.error as exc:
+    except _INFLATE.error as exc:
         raise InputError(f"{source.display}: not a valid gzip stream: {exc}") from None
 
 
@@ -353,39 +458,113 @@ class ReplaySpec:
 # ------------------------------------------------------------------------------------------------ replay
 
 
+_COUNT_READ = re.compile(r"(?<![\w.])session\s*\.\s*count\b")
+_COUNT_TEST = re.compile(r"\s*(==|!=|<=|>=|<|>)\s*(\d+)(?![\w.])")
+_OPERAND_BEFORE = ("(", "&&", "||", "?", ":", ",", "[")
+_OPERAND_AFTER = (")", "&&", "||", "?", ":", ",", "]")
+_CALL_BEFORE = re.compile(r"(?<![\w.])(?:size|has)\s*\(\s*\Z")
+_CALL_AFTER = re.compile(r"\s*\)")
+
+
+def count_boundaries(sources: Iterable[str]) -> tuple[int, ...] | None:
+    """The integers b such that each `if` reads `session.count` only through comparisons equivalent to
+    `session.count > b` (an integer literal on the right, nothing binding tighter on either side), sorted; None when
+    an `if` reads it any other way. Two counts with as many b below them then give every `if` the same result."""
+    found: set[int] = set()
+    for source in sources:
+        for read in _COUNT_READ.finditer(source):
+            test = _COUNT_TEST.match(source, read.end())
+            if test is None:
+                return None
+            before = source[: read.start()].rstrip()
+            after = source[test.end():].lstrip()
+            if (before and not before.endswith(_OPERAND_BEFORE)) or (after and not after.startswith(_OPERAND_AFTER)):
+                return None
+            op, bound = test.group(1), int(test.group(2))
+            if op in (">", "<="):
+                found.add(bound)
+            elif op in (">=", "<"):
+                found.add(bound - 1)
+            else:
+                found.update((bound - 1, bound))
+    return tuple(sorted(found))
+
+
+def size_only(sources: Iterable[str], key: str) -> bool:
+    """True when each `if` reads `payload.<key>` only as `size(payload.<key>)` or `has(payload.<key>)` (text inside
+    string literals counts as a read too, so this errs on the side of False)."""
+    read = re.compile(rf"(?<![\w.])payload\s*\.\s*{re.escape(key)}\b(?!\s*\()")
+    for source in sources:
+        for m in read.finditer(source):
+            if _CALL_BEFORE.search(source, 0, m.start()) is None or _CALL_AFTER.match(source, m.end()) is None:
+                return False
+    return True
+
+
 class _Plan:
     """How to decide calls of one agent (version) and action: fixed, memoized by a key, or one by one."""
 
     __slots__ = (
         "agent",
+        "classes",
+        "common",
         "constant",
+        "extra",
         "fixed",
-        "id",
+        "getter",
         "keys",
+        "kind",
+        "limit",
+        "memo",
         "mode",
-        "needs_n",
         "needs_session",
+        "operation",
+        "places",
         "shared",
         "states",
+        "target",
+        "top",
         "uncached",
         "unevaluable",
-        "window",
     )
 
-    def __init__(self, pid: int, agent: str, window: SessionWindow | None) -> None:
-        self.id = pid
+    def __init__(self, agent: str) -> None:
         self.agent = agent
-        self.window = window
         self.fixed = -1
         self.constant = False
         self.shared = False
         self.mode = 0
         self.keys: tuple[str, ...] = ()
-        self.needs_n = False
+        self.getter: Callable[[Any], Any] | None = None
+        self.classes: Sequence[int] = range(1, _FAR)
+        self.limit = _FAR - 1
+        self.top = 0
+        self.kind = 2
         self.needs_session = False
+        self.extra = False
         self.uncached = False
+        self.memo: dict[Any, int] = {}
+        self.common: dict[Any, tuple[Outcome, Outcome]] | None = None
+        self.target: Target | bool | None = False
+        self.operation: str | bool | None = False
+        self.places: dict[tuple[Target | None, str | None], int] = {}
         self.unevaluable: list[Outcome | None] = [None, None]
         self.states: list[EngineState | None] = [None, None]
+
+
+class _AgentState:
+    """One agent's plans (by action, or by action and version) and its session window: each session's call times,
+    sorted. Times too old to count for a call up to an hour late are dropped as the agent's calls come (see
+    `_start` and `_prune`), never by anything else, so a split of the input by agent leaves every window as it is."""
+
+    __slots__ = ("known", "limit", "name", "plans", "sessions")
+
+    def __init__(self, name: str, known: bool) -> None:
+        self.name = name
+        self.known = known
+        self.plans: dict[Any, _Plan] = {}
+        self.sessions: dict[str, list[datetime]] = {}
+        self.limit = _SESSIONS_MIN
 
 
 @dataclass(slots=True)
@@ -450,8 +629,11 @@ class Replayer:
         self.displays = list(displays)
         self.payloads = payloads
         model = spec.risk_model()
-        self.window_us = round(model.frequency_window_s * _US)
-        self.freq = [model.session_frequency(n) for n in range(model.frequency_free_calls + model.frequency_cap + 1)]
+        window_us = round(model.frequency_window_s * _US)
+        self.window = timedelta(microseconds=window_us)
+        self.keep = timedelta(microseconds=window_us + _LATENESS_US)
+        self.model = model
+        self.saturation = max(model.frequency_free_calls + model.frequency_cap, 0) + 1
         self.sides = [
             _Side(spec.baseline, None if spec.baseline.recorded else compile_policies(spec.baseline.docs or (), model),
                   spec.catalog, spec.grants),
@@ -459,8 +641,17 @@ class Replayer:
                   spec.catalog, spec.grants),
         ]
         self.recorded = spec.baseline.recorded or spec.proposed.recorded
-        self.since_us = _epoch_us(spec.since) if spec.since else -_FAR
-        self.until_us = _epoch_us(spec.until) if spec.until else _FAR
+        self.decode_full: Callable[[bytes], Activity] = _ACTIVITY.decode if payloads else _chain_activity
+        self.decode: Callable[[bytes], Any] = _chain_fast
+        self.fields: dict[str, str] = {}
+        self.blank: Any = None
+        if payloads:
+            sources, keys = self._payload_reads()
+            self.fields = {key: f"k{i}" for i, key in enumerate(sorted(keys))}
+            self.decode, self.blank = fast_decoder(keys, (k for k in keys if size_only(sources, k)))
+        self.since = _instant(spec.since) if spec.since else datetime.min.replace(tzinfo=UTC)
+        self.until = _instant(spec.until) if spec.until else datetime.max.replace(tzinfo=UTC)
+        self.bounded = spec.since is not None or spec.until is not None
         self.timeline: dict[str, tuple[list[int], list[AgentInfo]]] = {}
         for snap in spec.agents:
             starts, infos = self.timeline.setdefault(snap.info.name, ([], []))
@@ -469,117 +660,278 @@ class Replayer:
         self.granted: dict[str, set[str]] = {}
         for grant in spec.grants:
             self.granted.setdefault(grant.agent, set()).update(grant.actions)
-        self.windows: dict[str, SessionWindow] = {}
-        self.plans: dict[tuple[str, str, int], _Plan] = {}
-        self.current: dict[tuple[str, str], _Plan] = {}
-        self.plan_ids = 0
-        self.memo: dict[tuple[Any, ...], int] = {}
+        self.states: dict[str, _AgentState] = {}
+        self.strangers = 0
+        self.plan_count = 0
+        self.memo_size = 0
+        self.class_tables: dict[tuple[int, ...] | None, tuple[Sequence[int], int]] = {}
+        self.profiles: dict[tuple[Any, ...], dict[Any, tuple[Outcome, Outcome]]] = {}
+        self.profile_of: dict[tuple[int, bool], bytes] = {}
         self.cells: list[CellKey] = []
         self.cell_ids: dict[CellKey, int] = {}
         self.counts: list[int] = []
         self.aclass: list[tuple[str | None, str | None] | None] = []
-        self.wants: list[bool] = []
+        self.flags: list[int] = []
         self.pair_cells: dict[tuple[str, str], list[int]] = {}
         self.outcomes: dict[Outcome, Outcome] = {}
+        self.day = -_FAR
+        self.today: dict[int, int] = {}
         self.tally = Tally()
 
     # -------------------------------------------------------------------------------------- hot loop
 
     def feed(self, chunk: Chunk) -> None:
-        """Replay one chunk of lines (see the module docstring for what is memoized)."""
-        decode = _ACTIVITY.decode if self.payloads else _chain_activity
-        current = self.current
-        current_plan = self._current_plan
+        """Replay one chunk of lines (see the module docstring for what is memoized). Lines the fast path cannot
+        take as they are (malformed, not UTF-8, a payload that is not an object, ...) go through `_slow`."""
+        decode = self.decode
+        states = self.states
+        state_of = self._state
+        plan_for = self._plan_for
         plan_at = self._plan_at
-        memo = self.memo
+        start = self._start
+        prune = self._prune
+        window = self.window
+        stale = self.keep + window
+        prune_at = _PRUNE_AT
+        exact_from, exact_until, instant = _EXACT_FROM, _EXACT_UNTIL, _instant
+        epoch, one_day = _EPOCH, _ONE_DAY
+        example = self._example
+        new_day = self._new_day
+        today = self.today
+        miss = self._miss_line
+        encode = _KEY.encode
+        place = self._place
+        shift = _WHERE_SHIFT
+        other = self._other
         counts = self.counts
-        aclass_of = self.aclass
-        wants = self.wants
-        days = self.tally.days
-        freq = self.freq
-        nfreq = len(freq)
-        cap = freq[-1]
-        window_us = self.window_us
-        since_us = self.since_us
-        until_us = self.until_us
+        flags = self.flags
+        since = self.since
+        until = self.until
         as_of = self.spec.as_of_event
         recorded = self.recorded
-        tally = self.tally
-        tally.lines += len(chunk.lines)
+        verdicts = _VERDICT_SET
         utf8 = chunk.utf8
-        absent = _ABSENT
-        no_fields = _NO_FIELDS
-        us = _US
-        day_us = _DAY_US
-        events = skipped = 0
+        check = recorded or not utf8
+        bounded = self.bounded
+        blank = self.blank
+        skipped = 0
+        self.tally.lines += len(chunk.lines)
         for i, line in enumerate(chunk.lines):
             if not line:
                 continue
-            value: Any = absent
             try:
                 rec = decode(line)
-            except msgspec.DecodeError as exc:
-                odd = self._odd(chunk, i, line, exc)
-                if odd is None:
-                    continue
-                rec, value = odd
-            if not utf8 and not _is_utf8(line):
-                self._bad(chunk, i, "the line is not valid UTF-8")
+            except msgspec.DecodeError:
+                self._slow(chunk, i, line)
                 continue
-            if recorded and rec.verdict not in _VERDICT_SET:
-                self._bad(chunk, i, "no recorded verdict (ALLOW, APPROVAL_REQUIRED or DENY) for --baseline recorded")
+            if check and ((not utf8 and not _is_utf8(line)) or (recorded and rec.verdict not in verdicts)):
+                self._slow(chunk, i, line)
                 continue
             ts = rec.ts
-            if ts.tzinfo is None:
-                ts = ts.replace(tzinfo=UTC)
-            t_us = round(ts.timestamp() * us)
-            if t_us >= until_us:
+            if not exact_from <= ts < exact_until:
+                ts = instant(ts)
+            st = states.get(rec.agent) or state_of(rec.agent)
+            action = rec.action
+            plan = plan_at(st, action, ts) if as_of else st.plans.get(action) or plan_for(st, action)
+            if bounded and ts >= until:
                 skipped += 1
                 continue
-            agent = rec.agent
-            if as_of:
-                plan = plan_at(agent, rec.action, t_us)
-            else:
-                plan = current.get((agent, rec.action)) or current_plan(agent, rec.action)
+            # `_observe`, inlined (this loop runs once per call); m = n - 1, the earlier calls in the window
+            sessions = st.sessions
             session = rec.session or ""
-            window = plan.window
-            n = window.observe(agent, session, t_us, window_us) if window is not None else 1
-            if t_us < since_us:
+            times = sessions.get(session)
+            if times is None:
+                m = 0
+                if len(sessions) < st.limit:
+                    sessions[session] = [ts]
+                else:
+                    start(st, sessions, session, ts)
+            elif ts >= times[-1]:
+                older = bisect_right(times, ts - window)
+                m = len(times) - older
+                times.append(ts)
+                if older > prune_at and times[0] <= ts - stale:
+                    prune(times)
+            else:
+                m = bisect_right(times, ts) - bisect_right(times, ts - window)
+                insort(times, ts)
+            if bounded and ts < since:
                 skipped += 1
                 continue
-            cell = plan.fixed
-            if cell < 0:
-                key = None
-                if not plan.uncached and value is absent:
-                    target = rec.target
-                    mode = plan.mode
-                    if mode == 0:
-                        pay: Any = None
-                    else:
-                        payload = rec.payload or no_fields
-                        if mode == 1:
-                            get = payload.get
-                            pay = tuple([absent if (raw := get(k)) is None else bytes(raw) for k in plan.keys])
-                        else:
-                            pay = tuple([(k, bytes(raw)) for k, raw in payload.items()])
-                    key = (plan.id, None if target is None else target.env, None if target is None else target.system,
-                           rec.operation, n if plan.needs_n else freq[n] if n < nfreq else cap, pay,
-                           session if plan.needs_session else None, rec.verdict if recorded else None)
-                    cell = memo.get(key, -1)
+            kind = plan.kind
+            if kind < 2:
+                # `_other`'s key, inlined: kind 0 reads no payload, kind 1 reads it through `getter`
+                key: Any = plan.classes[m] if m < plan.limit else plan.top
+                target = rec.target
+                operation = rec.operation
+                if target != plan.target or operation != plan.operation:
+                    key |= place(plan, target, operation) << shift
+                if kind:
+                    key = (key, encode(plan.getter(rec.payload or blank)))
+                cell = plan.memo.get(key, -1)
                 if cell < 0:
-                    cell = self._miss(plan, rec, ts, session, n, key, value, chunk, i)
+                    cell = miss(plan, line, m + 1, key, chunk, i)
                     if cell < 0:
                         continue
-            events += 1
+            else:
+                cell = other(plan, rec, line, m + 1, session, chunk, i)
+                if cell < 0:
+                    continue
             counts[cell] += 1
-            aclass = aclass_of[cell]
-            if aclass is not None:
-                day = (aclass, t_us // day_us)
-                days[day] = days.get(day, 0) + 1
-            if wants[cell]:
-                self._example(cell, rec, value, chunk, i)
-        tally.events += events
-        tally.skipped += skipped
+            if flags[cell]:
+                # `_special`, inlined
+                if flags[cell] & 1:
+                    day = (ts - epoch) // one_day
+                    if day != self.day:
+                        new_day(day)
+                    today[cell] = today.get(cell, 0) + 1
+                if flags[cell] & 2:
+                    example(cell, self.decode_full(line), _ABSENT, chunk, i)
+        self.tally.skipped += skipped
+
+    def _observe(self, sessions: dict[str, list[datetime]], st: _AgentState, session: str, ts: datetime) -> int:
+        """Record a call at `ts` (see `_instant`) in its session; n = 1 + the earlier calls less than a window before
+        it, as `engine.SessionWindow` counts them (exact for calls up to an hour out of timestamp order)."""
+        window = self.window
+        times = sessions.get(session)
+        if times is None:
+            self._start(st, sessions, session, ts)
+            n = 1
+        elif ts >= times[-1]:
+            older = bisect_right(times, ts - window)
+            n = len(times) - older + 1
+            times.append(ts)
+            if older > _PRUNE_AT and times[0] <= ts - self.keep - window:
+                self._prune(times)
+        else:
+            n = bisect_right(times, ts) - bisect_right(times, ts - window) + 1
+            insort(times, ts)
+        return n
+
+    def _start(self, st: _AgentState, sessions: dict[str, list[datetime]], session: str, ts: datetime) -> None:
+        """A session's first call; when the agent holds twice as many sessions as after its last sweep, first drop
+        those whose last call is too old to count for a call up to an hour later than the agent's newest."""
+        if len(sessions) >= st.limit:
+            horizon = max(v[-1] for v in sessions.values()) - self.keep
+            for stale in [k for k, v in sessions.items() if v[-1] <= horizon]:
+                del sessions[stale]
+            st.limit = 2 * len(sessions) + _SESSIONS_MIN
+        sessions[session] = [ts]
+
+    def _prune(self, times: list[datetime]) -> None:
+        """Drop a session's call times too old to count for a call up to an hour earlier than its last one."""
+        del times[: bisect_right(times, times[-1] - self.keep)]
+
+    def _slow(self, chunk: Chunk, i: int, line: bytes) -> None:
+        """One line the fast path refused, read as it is and decided one by one; malformed lines are reported."""
+        value: Any = _ABSENT
+        try:
+            rec = self.decode_full(line)
+        except msgspec.DecodeError as exc:
+            odd = self._odd(chunk, i, line, exc)
+            if odd is None:
+                return
+            rec, value = odd
+        if not chunk.utf8 and not _is_utf8(line):
+            self._bad(chunk, i, "the line is not valid UTF-8")
+            return
+        if self.recorded and rec.verdict not in _VERDICT_SET:
+            self._bad(chunk, i, "no recorded verdict (ALLOW, APPROVAL_REQUIRED or DENY) for --baseline recorded")
+            return
+        tally = self.tally
+        ts = rec.ts if rec.ts.tzinfo is not None else rec.ts.replace(tzinfo=UTC)
+        at = _instant(ts)
+        if at >= self.until:
+            tally.skipped += 1
+            return
+        st = self.states.get(rec.agent) or self._state(rec.agent)
+        plan = (self._plan_at(st, rec.action, at) if self.spec.as_of_event
+                else st.plans.get(rec.action) or self._plan_for(st, rec.action))
+        session = rec.session or ""
+        n = self._observe(st.sessions, st, session, at)
+        if at < self.since:
+            tally.skipped += 1
+            return
+        cell = plan.fixed
+        if cell < 0:
+            cell = self._miss(plan, rec, ts, session, n, None, value, chunk, i)
+            if cell < 0:
+                return
+        self.counts[cell] += 1
+        if self.flags[cell]:
+            self._special(cell, at, chunk, i, line, rec, value)
+
+    def _other(self, plan: _Plan, rec: Any, line: bytes, n: int, session: str, chunk: Chunk, i: int) -> int:
+        """The cell of a call `feed` does not key inline: its plan is fixed, decides one by one, reads the whole
+        payload, or keys by session or recorded verdict as well."""
+        if plan.fixed >= 0:
+            return plan.fixed
+        if plan.uncached:
+            return self._miss_line(plan, line, n, None, chunk, i)
+        if plan.mode == 2:
+            pay: Any = bytes(_WHOLE_PAYLOAD.decode(line).payload)
+        elif plan.mode and plan.getter is not None:
+            pay = _KEY.encode(plan.getter(rec.payload or self.blank))
+        else:
+            pay = ()
+        target = rec.target
+        operation = rec.operation
+        where = 0 if target == plan.target and operation == plan.operation else self._place(plan, target, operation)
+        key = (where << _WHERE_SHIFT | (plan.classes[n - 1] if n - 1 < plan.limit else plan.top), pay,
+               session if plan.needs_session else None, rec.verdict if self.recorded else None)
+        cell = plan.memo.get(key, -1)
+        if cell < 0:
+            cell = self._miss_line(plan, line, n, key, chunk, i)
+        return cell
+
+    def _place(self, plan: _Plan, target: Target | None, operation: str | None) -> int:
+        """A small id for a call's (target, operation) within its plan: 0 for the first one the plan meets."""
+        places = plan.places
+        if not places:
+            plan.target, plan.operation = target, operation
+            places[(target, operation)] = 0
+            return 0
+        found = places.get((target, operation))
+        if found is None:
+            found = places[(target, operation)] = len(places)
+        return found
+
+    def _payload_reads(self) -> tuple[list[str], set[str]]:
+        """The `if`s that read the payload (both sides, every rule) and the payload keys they read."""
+        sources: list[str] = []
+        keys: set[str] = set()
+        for side in self.sides:
+            for policy in side.policies.policies if side.policies is not None else ():
+                for rule in policy.rules:
+                    if rule.program is None or rule.static:
+                        continue
+                    for name, read in rule.fields:
+                        if name == "payload":
+                            sources.append(str(rule.source))
+                            keys.update(read or ())
+        return sources, keys
+
+    def _special(self, cell: int, at: datetime, chunk: Chunk, i: int, line: bytes, rec: Activity | None,
+                 value: Any) -> None:
+        """Count an approval cell on its day; take the call as an example of its flip while examples are wanted."""
+        flag = self.flags[cell]
+        if flag & 1:
+            day = (at - _EPOCH) // _ONE_DAY
+            if day != self.day:
+                self._new_day(day)
+            self.today[cell] = self.today.get(cell, 0) + 1
+        if flag & 2:
+            self._example(cell, rec if rec is not None else self.decode_full(line), value, chunk, i)
+
+    def _new_day(self, day: int) -> None:
+        """Add the approval cells counted on the current day to the tally, and start counting `day`."""
+        days = self.tally.days
+        aclass = self.aclass
+        for cell, n in self.today.items():
+            key = (aclass[cell], self.day)
+            days[key] = days.get(key, 0) + n  # type: ignore[index]
+        self.today.clear()
+        self.day = day
 
     def _odd(self, chunk: Chunk, i: int, line: bytes, exc: msgspec.DecodeError) -> tuple[Activity, Any] | None:
         """A line whose payload is not a JSON object: the record and that payload; else report it as malformed."""
@@ -598,41 +950,49 @@ class Replayer:
 
     # -------------------------------------------------------------------------------------- plans
 
-    def _window(self, agent: str) -> SessionWindow | None:
-        if agent not in self.timeline:
-            return None
-        found = self.windows.get(agent)
-        if found is None:
-            found = self.windows[agent] = _AgentWindow()
+    def _state(self, agent: str) -> _AgentState:
+        known = agent in self.timeline
+        if not known:
+            if self.strangers >= PLAN_LIMIT:
+                for name in [k for k, st in self.states.items() if not st.known]:
+                    self.plan_count -= len(self.states.pop(name).plans)
+                self.strangers = 0
+            self.strangers += 1
+        found = self.states[agent] = _AgentState(agent, known)
         return found
 
-    def _current_plan(self, agent: str, action: str) -> _Plan:
-        found = self.timeline.get(agent)
-        plan = self._plan(agent, action, found[1][-1] if found else None)
-        if len(self.current) >= PLAN_LIMIT:
-            self.current.clear()
-        self.current[(agent, action)] = plan
+    def _plan_for(self, st: _AgentState, action: str) -> _Plan:
+        found = self.timeline.get(st.name)
+        plan = self._plan(st.name, action, found[1][-1] if found else None)
+        self._keep(st, action, plan)
         return plan
 
-    def _plan_at(self, agent: str, action: str, t_us: int) -> _Plan:
-        found = self.timeline.get(agent)
-        version = bisect_right(found[0], t_us) if found else 0
-        plan = self.plans.get((agent, action, version))
+    def _plan_at(self, st: _AgentState, action: str, at: datetime) -> _Plan:
+        found = self.timeline.get(st.name)
+        version = bisect_right(found[0], (at - _EPOCH) // _ONE_US) if found else 0
+        plan = st.plans.get((action, version))
         if plan is None:
             info = found[1][version - 1] if found and version > 0 else None
-            plan = self._plan(agent, action, info)
-            if len(self.plans) >= PLAN_LIMIT:
-                self.plans.clear()
-            self.plans[(agent, action, version)] = plan
+            plan = self._plan(st.name, action, info)
+            self._keep(st, (action, version), plan)
         return plan
+
+    def _keep(self, st: _AgentState, key: Any, plan: _Plan) -> None:
+        if self.plan_count >= PLAN_LIMIT:
+            self._forget()
+            for other in self.states.values():
+                other.plans.clear()
+            self.plan_count = 0
+        st.plans[key] = plan
+        self.plan_count += 1
 
     def _plan(self, agent: str, action: str, info: AgentInfo | None) -> _Plan:
         """Work out, once per agent version and action, which inputs the two sides' outcomes can depend on."""
-        self.plan_ids += 1
-        plan = _Plan(self.plan_ids, agent, self._window(agent))
+        plan = _Plan(agent)
         fixed = [True, True]
         payload_keys: set[str] = set()
-        whole = False
+        whole = exact_n = reads_count = reads_name = False
+        sources: list[str] = []
         for index, side in enumerate(self.sides):
             if side.source.recorded:
                 fixed[index] = False
@@ -652,8 +1012,13 @@ class Replayer:
             candidates = side.policies.candidates(action, info.labels_key)
             readers: list[str] = []
             for rule in candidates.rules:
-                if rule.program is None or rule.static:
+                if rule.program is None:
                     continue
+                reads_name = reads_name or any(name == "agent" and (keys is None or "name" in keys)
+                                               for name, keys in rule.fields)
+                if rule.static:
+                    continue
+                sources.append(str(rule.source))
                 for name, keys in rule.fields:
                     if name == "payload":
                         readers.append(rule.ref)
@@ -662,10 +1027,11 @@ class Replayer:
                         else:
                             payload_keys.update(keys)
                     elif name == "session":
-                        if keys is None or "count" in keys:
-                            plan.needs_n = True
-                        if keys is None or "id" in keys:
-                            plan.needs_session = True
+                        if keys is None:
+                            exact_n = plan.needs_session = True
+                        else:
+                            reads_count = reads_count or "count" in keys
+                            plan.needs_session = plan.needs_session or "id" in keys
                     elif name == "now":
                         plan.uncached = True
             if readers and not self.payloads:
@@ -675,12 +1041,42 @@ class Replayer:
         elif payload_keys:
             plan.mode = 1
             plan.keys = tuple(sorted(payload_keys))
+            if self.fields:
+                plan.getter = operator.attrgetter(*(self.fields[k] for k in plan.keys))
         if all(fixed):
             plan.constant = True
             plan.uncached = False
             plan.mode = 0
+        boundaries = None if exact_n else count_boundaries(sources) if reads_count else ()
+        plan.classes, plan.top = self._classes(boundaries)
+        plan.limit = len(plan.classes)
+        plan.extra = plan.needs_session or self.recorded
+        if not (plan.extra or plan.uncached or plan.constant):
+            plan.kind = 0 if plan.mode == 0 else 1 if plan.mode == 1 and plan.getter is not None else 2
         plan.shared = not self.recorded and self._signature(0, info, action) == self._signature(1, info, action)
+        if info is not None and not plan.uncached and not plan.constant:
+            found = self.profile_of.get((id(info), reads_name))
+            if found is None:
+                found = self.profile_of[(id(info), reads_name)] = _profile(info, reads_name)
+            profile = (action, found, plan.mode, plan.keys, boundaries, plan.extra)
+            plan.common = self.profiles.setdefault(profile, {})
         return plan
+
+    def _classes(self, boundaries: tuple[int, ...] | None) -> tuple[Sequence[int], int]:
+        """Outcome classes of the session count n, indexed by n - 1: n itself (None), else one id per distinct pair
+        (frequency component, how many boundaries are below n); every n past the table's end has the class `top`."""
+        found = self.class_tables.get(boundaries)
+        if found is None:
+            if boundaries is None:
+                found = (range(1, _FAR), 0)
+            else:
+                end = max(self.saturation, boundaries[-1] + 2 if boundaries else 0)
+                ids: dict[tuple[int, int], int] = {}
+                table = [ids.setdefault((self.model.session_frequency(n), bisect_left(boundaries, n)), len(ids))
+                         for n in range(1, end + 2)]
+                found = (table[:-1], table[-1])
+            self.class_tables[boundaries] = found
+        return found
 
     def _signature(self, index: int, info: AgentInfo | None, action: str) -> tuple[Any, ...]:
         """What decide reads of one side's policies for this agent and action: equal means equal outcomes."""
@@ -694,8 +1090,34 @@ class Replayer:
 
     # -------------------------------------------------------------------------------------- misses
 
-    def _miss(self, plan: _Plan, rec: Activity, ts: datetime, session: str, n: int, key: tuple[Any, ...] | None,
-              value: Any, chunk: Chunk, i: int) -> int:
+    def _forget(self) -> None:
+        """Empty every memo (and the ids its keys use), so memory stays flat whatever the input."""
+        for st in self.states.values():
+            for plan in st.plans.values():
+                plan.memo.clear()
+                plan.places.clear()
+                plan.target = plan.operation = False
+        for outcomes in self.profiles.values():
+            outcomes.clear()
+        self.memo_size = 0
+
+    def _miss_line(self, plan: _Plan, line: bytes, n: int, key: Any, chunk: Chunk, i: int) -> int:
+        """A call the plan's memo does not know: known to another agent of the same profile, or decided."""
+        rec = self.decode_full(line)
+        common = None
+        if key is not None and plan.common is not None:
+            head, rest = (key, ()) if type(key) is int else (key[0], key[1:])
+            common = (rec.target, rec.operation, head & _CLASS_MASK, *rest)
+            found = plan.common.get(common)
+            if found is not None:
+                cell = self._cell(plan.agent, rec.action, *found)
+                self._remember(plan, key, cell)
+                return cell
+        ts = rec.ts if rec.ts.tzinfo is not None else rec.ts.replace(tzinfo=UTC)
+        return self._miss(plan, rec, ts, rec.session or "", n, key, _ABSENT, chunk, i, common)
+
+    def _miss(self, plan: _Plan, rec: Activity, ts: datetime, session: str, n: int, key: Any,
+              value: Any, chunk: Chunk, i: int, common: Any = None) -> int:
         """Decide a call under both sides, record the cell, and memoize it when the plan allows."""
         if value is _ABSENT:
             try:
@@ -713,10 +1135,17 @@ class Replayer:
         if plan.constant:
             plan.fixed = cell
         elif key is not None:
-            if len(self.memo) >= MEMO_LIMIT:
-                self.memo.clear()
-            self.memo[key] = cell
+            self._remember(plan, key, cell)
+            if common is not None and plan.common is not None:
+                plan.common[common] = (base, proposed)
         return cell
+
+    def _remember(self, plan: _Plan, key: Any, cell: int) -> None:
+        if self.memo_size >= MEMO_LIMIT:
+            self._forget()
+            return  # the key's target id went with the memo
+        plan.memo[key] = cell
+        self.memo_size += 1
 
     def _outcome(self, index: int, plan: _Plan, call: Call, n: int, verdict: str | None) -> Outcome:
         side = self.sides[index]
@@ -749,7 +1178,7 @@ class Replayer:
             self.aclass.append((base[3], proposed[3]) if approval else None)
             pair = (base[0], proposed[0])
             wanted = base[0] != proposed[0] and len(self.tally.examples.get(pair, ())) < self.spec.examples
-            self.wants.append(wanted)
+            self.flags.append((1 if approval else 0) | (2 if wanted else 0))
             if base[0] != proposed[0]:
                 self.pair_cells.setdefault(pair, []).append(cell)
         return cell
@@ -792,11 +1221,13 @@ class Replayer:
         items.append((where, example))
         if len(items) >= self.spec.examples:
             for other in self.pair_cells.get(pair, ()):
-                self.wants[other] = False
+                self.flags[other] &= ~2
 
     def result(self) -> Tally:
         """The tally with counts keyed by (agent, action, outcomes) so tallies of processes can be merged."""
+        self._new_day(self.day)
         tally = self.tally
+        tally.events = sum(self.counts)
         tally.cells = {}
         for key, n in zip(self.cells, self.counts, strict=True):
             if n:
@@ -804,11 +1235,25 @@ class Replayer:
         return tally
 
 
-class _AgentWindow(SessionWindow):
-    """One agent's session window: sweeps depend on that agent's calls only, so any split by agent agrees."""
+def _profile(info: AgentInfo, name: bool) -> bytes:
+    """Everything the engine knows of an agent but its name (unless a rule reads the name): agents with the same
+    profile get the same outcomes for the same calls."""
+    fields = dataclasses.asdict(info)
+    fields.pop("cel")
+    if not name:
+        fields.pop("name")
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
-    __slots__ = ()
-    SWEEP_EVERY = 512
+
+def _instant(ts: datetime) -> datetime:
+    """A call's time as the engine's session window sees it, in microseconds rounded from float seconds: the time
+    itself from 1900 to 2040 (float seconds hold every microsecond there), else moved by at most a microsecond."""
+    if _EXACT_FROM <= ts < _EXACT_UNTIL:
+        return ts
+    try:
+        return _EPOCH + timedelta(microseconds=round(ts.timestamp() * _US))
+    except OverflowError:
+        return ts
 
 
 def _epoch_us(moment: datetime) -> int:
