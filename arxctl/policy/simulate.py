@@ -632,6 +632,10 @@ class Replayer:
         window_us = round(model.frequency_window_s * _US)
         self.window = timedelta(microseconds=window_us)
         self.keep = timedelta(microseconds=window_us + _LATENESS_US)
+        try:
+            self.floor = datetime.min.replace(tzinfo=UTC) + self.keep + self.window
+        except OverflowError:
+            self.floor = datetime.max.replace(tzinfo=UTC)
         self.model = model
         self.saturation = max(model.frequency_free_calls + model.frequency_cap, 0) + 1
         self.sides = [
@@ -693,7 +697,7 @@ class Replayer:
         window = self.window
         stale = self.keep + window
         prune_at = _PRUNE_AT
-        exact_from, exact_until, instant = _EXACT_FROM, _EXACT_UNTIL, _instant
+        exact_from, exact_until, instant, floor = _EXACT_FROM, _EXACT_UNTIL, _instant, self.floor
         epoch, one_day = _EPOCH, _ONE_DAY
         example = self._example
         new_day = self._new_day
@@ -730,6 +734,9 @@ class Replayer:
             ts = rec.ts
             if not exact_from <= ts < exact_until:
                 ts = instant(ts)
+                if ts < floor:
+                    self._slow(chunk, i, line)
+                    continue
             st = states.get(rec.agent) or state_of(rec.agent)
             action = rec.action
             plan = plan_at(st, action, ts) if as_of else st.plans.get(action) or plan_for(st, action)
@@ -791,20 +798,22 @@ class Replayer:
 
     def _observe(self, sessions: dict[str, list[datetime]], st: _AgentState, session: str, ts: datetime) -> int:
         """Record a call at `ts` (see `_instant`) in its session; n = 1 + the earlier calls less than a window before
-        it, as `engine.SessionWindow` counts them (exact for calls up to an hour out of timestamp order)."""
-        window = self.window
+        it, as `engine.SessionWindow` counts them (exact for calls up to an hour out of timestamp order). The loop in
+        `feed` does the same inline for calls at least a window and an hour after the earliest datetime."""
+        bound = _minus(ts, self.window)
         times = sessions.get(session)
         if times is None:
             self._start(st, sessions, session, ts)
             n = 1
         elif ts >= times[-1]:
-            older = bisect_right(times, ts - window)
+            older = bisect_right(times, bound) if bound is not None else 0
             n = len(times) - older + 1
             times.append(ts)
-            if older > _PRUNE_AT and times[0] <= ts - self.keep - window:
+            stale = _minus(ts, self.keep + self.window)
+            if older > _PRUNE_AT and stale is not None and times[0] <= stale:
                 self._prune(times)
         else:
-            n = bisect_right(times, ts) - bisect_right(times, ts - window) + 1
+            n = bisect_right(times, ts) - (bisect_right(times, bound) if bound is not None else 0) + 1
             insort(times, ts)
         return n
 
@@ -812,15 +821,17 @@ class Replayer:
         """A session's first call; when the agent holds twice as many sessions as after its last sweep, first drop
         those whose last call is too old to count for a call up to an hour later than the agent's newest."""
         if len(sessions) >= st.limit:
-            horizon = max(v[-1] for v in sessions.values()) - self.keep
-            for stale in [k for k, v in sessions.items() if v[-1] <= horizon]:
+            horizon = _minus(max(ts, *(v[-1] for v in sessions.values())), self.keep)
+            for stale in [k for k, v in sessions.items() if horizon is not None and v[-1] <= horizon]:
                 del sessions[stale]
             st.limit = 2 * len(sessions) + _SESSIONS_MIN
         sessions[session] = [ts]
 
     def _prune(self, times: list[datetime]) -> None:
         """Drop a session's call times too old to count for a call up to an hour earlier than its last one."""
-        del times[: bisect_right(times, times[-1] - self.keep)]
+        horizon = _minus(times[-1], self.keep)
+        if horizon is not None:
+            del times[: bisect_right(times, horizon)]
 
     def _slow(self, chunk: Chunk, i: int, line: bytes) -> None:
         """One line the fast path refused, read as it is and decided one by one; malformed lines are reported."""
@@ -1254,6 +1265,14 @@ def _instant(ts: datetime) -> datetime:
         return _EPOCH + timedelta(microseconds=round(ts.timestamp() * _US))
     except OverflowError:
         return ts
+
+
+def _minus(moment: datetime, span: timedelta) -> datetime | None:
+    """`moment - span`, or None when that is before the earliest datetime (every call time is after it)."""
+    try:
+        return moment - span
+    except OverflowError:
+        return None
 
 
 def _epoch_us(moment: datetime) -> int:

@@ -276,14 +276,17 @@ def test_shortcuts_equal_decide_on_every_call(tmp_path: Path, monkeypatch: pytes
         assert orjson.dumps(run(spec, path, workers=3)) == orjson.dumps(run(spec, path))
 
 
-def test_times_beyond_2040_count_as_decide_counts_them(tmp_path: Path) -> None:
-    """There float seconds no longer hold every microsecond: the replay rounds each time as the engine's window does,
-    so calls 60 s apart to the microsecond count the same way."""
+@pytest.mark.parametrize("start", [datetime(2300, 1, 1, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC),
+                                   datetime(9999, 12, 31, 10, tzinfo=UTC)])
+def test_times_far_from_now_count_as_decide_counts_them(tmp_path: Path, start: datetime) -> None:
+    """Before 1900 and after 2040 float seconds no longer hold every microsecond: the replay rounds each time as the
+    engine's window does, so calls 60 s apart to the microsecond count the same way; the first hour of year 1 and
+    the last of 9999 are counted too."""
     rnd = random.Random(9)
-    t = datetime(2300, 1, 1, tzinfo=UTC)
+    t = start
     lines = []
     for i in range(600):
-        t += timedelta(seconds=rnd.choice([20, 30, 60]), microseconds=rnd.choice([-2, -1, 0, 1, 2]))
+        t += timedelta(seconds=rnd.choice([2, 20, 30, 60]) if i else 1, microseconds=rnd.choice([0, 1, 2, 3]))
         lines.append(orjson.dumps({"ts": t.isoformat(timespec="microseconds").replace("+00:00", "Z"),
                                    "agent": "ops-bot", "session": "s", "action": "slack.chat.post",
                                    "payload": {"i": i}}))
