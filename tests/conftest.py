@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated state directory, a CLI runner and the repository's example paths."""
+"""Shared fixtures: an isolated state directory, a CLI runner and the repository's example paths; the session's
+kube-apiserver fixtures (`cluster`, `api_client`, `installed_crds`) come from the tests.cluster plugin."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from arxctl.cli import app
+
+pytest_plugins = ["tests.cluster"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

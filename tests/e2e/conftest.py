@@ -1,62 +1,12 @@
-"""A real kube-apiserver + etcd per test session (built from Go modules), and a Kubernetes client for it."""
+"""A fresh namespace per e2e test on the session's kube-apiserver (the `cluster`, `api_client` and `installed_crds`
+fixtures come from tests/cluster.py, registered once in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-
-from tests.envtest.cluster import Cluster, ToolchainMissing, in_ci, locate_assets, start_cluster
-
-T = TypeVar("T")
-POLL_INTERVAL_S = 0.05
-CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
-
-
-def wait_for(what: str, probe: Callable[[], T | None], deadline_s: float = 30.0) -> T:
-    """Poll `probe()` until it returns something truthy; fail the test once the deadline has passed."""
-    deadline = time.monotonic() + deadline_s
-    last: Exception | None = None
-    while True:
-        try:
-            value = probe()
-            if value:
-                return value
-        except Exception as exc:
-            last = exc
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what}: not within {deadline_s} s" + (f" (last error: {last})" if last else ""))
-        time.sleep(POLL_INTERVAL_S)
-
-
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """etcd + kube-apiserver (RBAC; the admin is in system:masters); fails in CI when the toolchain is missing."""
-    try:
-        assets = locate_assets()
-    except ToolchainMissing as exc:
-        if in_ci():
-            pytest.fail(f"CI=true and no kube-apiserver toolchain: {exc}")
-        pytest.skip(f"no kube-apiserver toolchain: {exc}")
-    with start_cluster(assets, tmp_path_factory.mktemp("envtest")) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def api_client(cluster: Cluster) -> Iterator[Any]:
-    """A `kubernetes` ApiClient authenticated as the cluster admin."""
-    from kubernetes import config
-
-    client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -67,39 +17,3 @@ def namespace(api_client: Any) -> str:
     name = f"e2e-{uuid.uuid4().hex[:10]}"
     client.CoreV1Api(api_client).create_namespace({"metadata": {"name": name}})
     return name
-
-
-def committed_crds() -> list[dict[str, Any]]:
-    """The CRDs as committed in crds/ (what users apply), in kustomization order."""
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="safe", pure=True)
-    kustomization = yaml.load(CRD_DIR / "kustomization.yaml")
-    return [yaml.load(CRD_DIR / name) for name in kustomization["resources"]]
-
-
-@pytest.fixture(scope="session")
-def installed_crds(api_client: Any) -> dict[str, dict[str, Any]]:
-    """Create the committed CRDs; wait until each is Established and its resource is served (kind -> CRD)."""
-    from kubernetes import client
-
-    extensions = client.ApiextensionsV1Api(api_client)
-    custom = client.CustomObjectsApi(api_client)
-    definitions = committed_crds()
-    for crd in definitions:
-        extensions.create_custom_resource_definition(crd)
-    installed: dict[str, dict[str, Any]] = {}
-    for crd in definitions:
-        name, spec = crd["metadata"]["name"], crd["spec"]
-
-        def established(name: str = name) -> dict[str, Any] | None:
-            response = extensions.read_custom_resource_definition(name, _preload_content=False)
-            current: dict[str, Any] = json.loads(response.data)
-            conditions = {c["type"]: c["status"] for c in current.get("status", {}).get("conditions", [])}
-            ok = conditions.get("Established") == "True" and conditions.get("NamesAccepted") == "True"
-            return current if ok else None
-
-        installed[spec["names"]["kind"]] = wait_for(f"CRD {name} Established", established)
-        wait_for(f"{spec['names']['plural']} served", lambda spec=spec: custom.list_cluster_custom_object(
-            spec["group"], spec["versions"][0]["name"], spec["names"]["plural"]) is not None)
-    return installed

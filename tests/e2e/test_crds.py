@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from arxctl.k8s.crds import KIND_INFO
-from tests.e2e.conftest import committed_crds
+from tests.cluster import committed_crds
 from tests.envtest.cluster import Cluster
 
 pytestmark = pytest.mark.timeout(120, func_only=True)

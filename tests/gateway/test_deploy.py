@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import api_client, cluster  # noqa: F401  (shared fixtures)
 from tests.envtest.cluster import Cluster
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "gateway"
@@ -27,7 +26,7 @@ def built() -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(120, func_only=True)
-def test_the_api_server_accepts_every_gateway_manifest(cluster: Cluster) -> None:  # noqa: F811
+def test_the_api_server_accepts_every_gateway_manifest(cluster: Cluster) -> None:
     assert cluster.kubectl is not None, "kubectl is built with the envtest binaries"
     kubectl = [str(cluster.kubectl), "--kubeconfig", str(cluster.kubeconfig)]
     text = subprocess.run([str(cluster.kubectl), "kustomize", str(DEPLOY)], capture_output=True, text=True,

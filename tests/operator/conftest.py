@@ -1,5 +1,6 @@
 """The operator against a real kube-apiserver: one operator process for the session (as its ServiceAccount, with
-the RBAC and admission policy from deploy/), and helpers to start more, read bundles and read the chain."""
+the RBAC and admission policy from deploy/), and helpers to start more, read bundles and read the chain. The
+cluster fixtures are the session's shared ones from tests/cluster.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from arxctl.chain.records import Record
 from arxctl.operator.k8s import KINDS, Kube
 from arxctl.policy.bundle import BUNDLE_KEY, CONFIGMAP_NAME, parse_bundle
 from arxctl.store.sqlite import Store
-from tests.e2e.conftest import api_client, cluster, installed_crds, wait_for  # noqa: F401  (shared fixtures)
+from tests.cluster import wait_for
 from tests.envtest.cluster import Cluster, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,13 +107,13 @@ def operator_process(workdir: Path, kubeconfig: Path, namespaces: list[str], *ex
 
 
 @pytest.fixture(scope="session")
-def admin(cluster: Cluster) -> Kube:  # noqa: F811
+def admin(cluster: Cluster) -> Kube:
     """A Kube client as the cluster admin."""
     return Kube.connect(cluster.kubeconfig)
 
 
 @pytest.fixture(scope="session")
-def deploy_rbac(admin: Kube, installed_crds: dict[str, Any]) -> None:  # noqa: F811
+def deploy_rbac(admin: Kube, installed_crds: dict[str, Any]) -> None:
     """The ClusterRoles, bindings and the grant and agent-status admission policies from deploy/, as they ship."""
     for name in ("rbac.yaml", "grant-approval-policy.yaml", "agent-status-policy.yaml"):
         for doc in load_yaml_documents(ROOT / "deploy" / name):
@@ -127,7 +128,7 @@ def deploy_rbac(admin: Kube, installed_crds: dict[str, Any]) -> None:  # noqa: F
 
 
 @pytest.fixture(scope="session")
-def operator_kubeconfig(cluster: Cluster, deploy_rbac: None) -> Path:  # noqa: F811
+def operator_kubeconfig(cluster: Cluster, deploy_rbac: None) -> Path:
     return cluster.kubeconfig_for(OPERATOR_USER, OPERATOR_GROUPS)
 
 
@@ -150,7 +151,7 @@ def ns(admin: Kube, operator: OperatorProcess) -> str:
 
 
 @pytest.fixture(scope="session")
-def approver(cluster: Cluster, deploy_rbac: None) -> Kube:  # noqa: F811
+def approver(cluster: Cluster, deploy_rbac: None) -> Kube:
     """A member of arx:grant-approvers."""
     return Kube.connect(cluster.kubeconfig_for("alice", [APPROVER_GROUP]))
 

@@ -23,7 +23,7 @@ from arxctl.policy.bundle import build_bundle, resource_doc
 from arxctl.policy.catalog import builtin
 from arxctl.policy.compiler import compile_policies
 from arxctl.registry import credentials, handles
-from tests.e2e.conftest import wait_for
+from tests.cluster import wait_for
 from tests.envtest.cluster import Cluster
 from tests.operator.conftest import (
     OPERATOR_GROUPS,

@@ -17,7 +17,7 @@ from arxctl.gateway.cluster import StatusWriter, health_entry, hold_for
 from arxctl.operator.k8s import KINDS, Kube, KubeError
 from arxctl.policy.bundle import BUNDLE_KEY, CONFIGMAP_NAME
 from arxctl.sdk import CallDenied, Connector
-from tests.e2e.conftest import wait_for
+from tests.cluster import wait_for
 from tests.envtest.cluster import Cluster
 from tests.gateway import upstreams
 from tests.gateway.helpers import AGENT, GatewayProcess, Mount, World, build_world, manifest, secrets_dir
