@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
 from multiprocessing.connection import Connection
@@ -38,6 +38,11 @@ from arxctl.chain.records import FIELDS, GENESIS, record_hash
 from arxctl.chain.witness import WitnessObject, open_witness
 from arxctl.errors import InputError
 
+try:
+    from arxctl.chain import _native
+except ImportError:  # built without a C compiler: the same scan in Python
+    _native = None  # type: ignore[assignment]
+
 SIGNATURE_KINDS = frozenset({"bad_signature", "unknown_key", "key_not_valid"})
 HISTORY_KINDS = frozenset({
     "checkpoint_fork", "checkpoint_missing", "witness_rollback", "witness_overwritten", "witness_deleted",
@@ -50,6 +55,9 @@ _PREV = b'","prev":"'
 _SEQ = b'","seq":'
 _SEALED_END = b'"type":"agent.sealed"}'
 _SEALED = b'"agent.sealed"'
+_AGENT = b'","agent":"'
+_MAX_DIGITS = 18
+"""Longer seqs leave the bulk scan (the C scan reads them as 64-bit integers)."""
 _GENESIS = GENESIS.encode()
 _READ = 1 << 18
 _INFLATE = 1 << 21
@@ -58,6 +66,8 @@ _SLOT = 8 << 20
 _WORKER_DEADLINE_S = 300.0
 _MARKERS_SEARCHED = 16
 """Up to this many sealed agents, lines are searched for their names before being parsed for a seal check."""
+_HLEN = 71
+"""Bytes of a hash as records write it: "sha256:" and 64 hex digits."""
 _EMPTY_HASH = sha256()
 _LEAF_HASH = sha256(b"\x00")
 
@@ -334,35 +344,33 @@ class _Engine:
         return lineno
 
     def take(self, block: bytes, lineno: int, start: int = 0) -> int:
-        """Check a block's lines from `start`: runs of regular records in bulk, every other line through `feed`."""
-        lines = split_lines(block)
+        """Check a block's lines from byte `start`: runs of regular records in bulk, every other line through `feed`."""
         if not self.complete:
-            return self.feed(lines[start:], lineno)
-        watch_seal = _SEALED in block
-        markers: list[bytes] | None = None
-        watch_names = False
-        k = start
-        while k < len(lines):
+            return self.feed(split_lines(block[start:]), lineno)
+        watch_seal = _scan is not _scan_py or _SEALED in block
+        pos = start
+        size = len(block)
+        while pos < size:
             if self.trailer is not None:
-                return self.feed(lines[k:], lineno)
+                return self.feed(split_lines(block[pos:]), lineno)
             if self.jump is None:
-                if markers is None or len(markers) != len(self.seal_markers):
-                    markers = list(self.seal_markers)
-                    watch_names = _may_name(block, markers)
-                scan = _scan(lines, k, self.count, self.targets, self.sealed, (watch_seal, watch_names),
-                             self.last_seq + 1, self.last_hash)
+                scan = _scan(block, pos, self.count, self.targets, self.sealed, watch_seal, self.last_seq + 1,
+                             self.last_hash)
                 done = self.settle(scan, self.count, self.sealed)
-                k += done
-                lineno += done
-                if k == len(lines):
-                    break
-            lineno = self.feed(lines[k:k + 1], lineno)
-            k += 1
+                if done:
+                    pos = scan[7]
+                    lineno += done
+                    if pos >= size:
+                        break
+            end = block.find(b"\n", pos)
+            end = size if end < 0 else end
+            lineno = self.feed([block[pos:end]], lineno)
+            pos = end + 1
         return lineno
 
     def settle(self, scan: _ScanResult, offset: int, sealed: dict[bytes, int]) -> int:
         """Take a scanned run of regular records if it continues the chain exactly here; returns how many it took."""
-        p, seq0, prev0, last_h, emitted, local, captures = scan
+        p, seq0, prev0, last_h, emitted, local, captures, _ = scan
         if (not p or self.trailer is not None or not self.complete or self.jump is not None or self.count != offset
                 or seq0 != self.last_seq + 1 or (self.last_hash is not None and prev0 != self.last_hash)
                 or sealed != self.sealed):
@@ -802,23 +810,23 @@ def _fold(stack: list[bytes]) -> bytes:
 
 
 _ScanResult = tuple[
-    int, int, bytes, bytes, list[tuple[int, bytes]], list[bytes], list[tuple[int, int, tuple[bytes, ...], bytes]]
+    int, int, bytes, bytes, list[tuple[int, bytes]], list[bytes], list[tuple[int, int, tuple[bytes, ...], bytes]], int
 ]
-"""A run of regular records: count, first seq, first prev, last hash, Merkle summary and roots at target sizes."""
+"""A run of regular records: count, first seq, first prev, last hash, Merkle summary, roots at target sizes, end."""
 
 
-def _scan(
-    lines: list[bytes], start: int, offset: int, targets: list[int] | tuple[int, ...], sealed: dict[bytes, int],
-    watch: tuple[bool, bool], expect_seq: int | None, expect_prev: bytes | None,
+def _scan_py(
+    block: bytes, pos: int, offset: int, targets: Iterable[int], sealed: dict[bytes, int], watch_seal: bool,
+    expect_seq: int | None, expect_prev: bytes | None,
 ) -> _ScanResult:
-    """Hash and link-check the longest run of regular records from `lines[start]`, as leaves from index `offset`.
+    """Hash and link-check the longest run of regular records of `block` from byte `pos`, as leaves from `offset`.
 
-    A regular record is one `_Engine.feed` would accept on its fast path without a problem or a seal to note.
+    A regular record is one `_Engine.feed` would accept on its fast path without a problem or a seal to note
+    (`_seal_stop` ends the run a little earlier than needed in rare cases: that line then goes through `feed`).
     The Merkle summary: complete subtrees that join the tree left of `offset` (`emitted`, with their level) and
-    the right frontier of the run (`local`); `captures` snapshot both at each target size inside the run.
+    the right frontier of the run (`local`); `captures` snapshot both at each target size inside the run; `end`
+    is the byte after the run. `arxctl/chain/_native.c` is the same function in C; tests hold the two equal.
     """
-    watch_seal, watch_names = watch
-    markers = [b'"' + name + b'"' for name in sealed] if watch_names else []
     local: list[bytes] = []
     emitted: list[tuple[int, bytes]] = []
     captures: list[tuple[int, int, tuple[bytes, ...], bytes]] = []
@@ -826,57 +834,102 @@ def _scan(
     push = local.append
     new_record = _EMPTY_HASH.copy
     new_leaf = _LEAF_HASH.copy
-    upcoming = iter(sorted(t for t in targets if t > offset))
+    upcoming = iter(sorted({t for t in targets if t > offset}))
     next_target = next(upcoming, -1)
     count = offset
     seq = seq0 = -1
     prev0 = last_h = b""
     link = b""
-    for raw in itertools.islice(lines, start, None):
+    start = end = pos
+    size = len(block)
+    if expect_prev is not None and len(expect_prev) != _HLEN:
+        return 0, -1, b"", b"", [], [], [], start
+    while pos < size:
+        newline = block.find(b"\n", pos)
+        raw = block[pos:size if newline < 0 else newline]
         i = raw.rfind(_HASH)
         if i <= 0 or not raw.startswith(_ACTOR) or not raw.endswith(b'"}'):
             break
         if link:
             if raw[i + 80:i + 80 + len(link)] != link:
                 break
-            seq += 1
+            candidate = seq + 1
         else:
             if not raw.startswith(_PREV, i + 80) or not raw.startswith(_SEQ, i + 161):
                 break
-            digits = raw[i + 169:raw.find(b",", i + 169)]
-            if not digits.isdigit() or (digits[0] == 48 and len(digits) != 1):
+            comma = raw.find(b",", i + 169)
+            digits = raw[i + 169:comma]
+            if (comma < 0 or not digits.isdigit() or len(digits) > _MAX_DIGITS
+                    or (digits[0] == 48 and len(digits) != 1)):
                 break
-            seq = seq0 = int(digits)
-            prev0 = raw[i + 90:i + 161]
-            if (expect_seq is not None and seq != expect_seq) or (expect_prev is not None and prev0 != expect_prev):
+            candidate = int(digits)
+            if ((expect_seq is not None and candidate != expect_seq)
+                    or (expect_prev is not None and raw[i + 90:i + 161] != expect_prev)):
                 break
         record = new_record()
         record.update(raw[:i])
         record.update(raw[i + 81:])
         if record.hexdigest().encode() != raw[i + 16:i + 80]:
             break
-        if watch_seal and _SEALED in raw:
+        if _seal_stop(raw, candidate, sealed, watch_seal):
             break
-        if markers and _seal_relevant(raw, seq, sealed, markers):
-            break
+        seq = candidate
+        if not link:
+            seq0, prev0 = seq, raw[i + 90:i + 161]
         last_h = raw[i + 9:i + 80]
         link = b'","prev":"%s","seq":%d,' % (last_h, seq + 1)
         leaf = new_leaf()
         leaf.update(raw)
         node = leaf.digest()
         n = count
+        level = 0
         while n & 1 and local:
             node = sha256(b"\x01" + pop() + node).digest()
             n >>= 1
+            level += 1
         if n & 1:
-            emitted.append((count.bit_length() - n.bit_length(), node))
+            emitted.append((level, node))
         else:
             push(node)
         count += 1
+        pos = end = size if newline < 0 else newline + 1
         if count == next_target:
             captures.append((count, len(emitted), tuple(local), last_h))
             next_target = next(upcoming, -1)
-    return count - offset, seq0, prev0, last_h, emitted, local, captures
+    if count == offset:
+        return 0, -1, b"", b"", [], [], [], start
+    return count - offset, seq0, prev0, last_h, emitted, local, captures, end
+
+
+def _seal_stop(raw: bytes, seq: int, sealed: dict[bytes, int], watch_seal: bool) -> bool:
+    """Whether a bulk run must end at this record: a seal record, or (agents being sealed) a record for a sealed
+    agent after its seal or one whose agent name the scan does not read literally (escaped, or out of place)."""
+    if watch_seal and _SEALED in raw:
+        return True
+    if not sealed:
+        return False
+    if raw[9:10] != b'"':
+        return True
+    close = raw.find(b'"', 10)
+    if close < 0 or b"\\" in raw[10:close] or not raw.startswith(_AGENT, close):
+        return True
+    start = close + len(_AGENT)
+    close = raw.find(b'"', start)
+    if close < 0 or b"\\" in raw[start:close]:
+        return True
+    at = sealed.get(raw[start:close])
+    return at is not None and seq > at
+
+
+_scan: Callable[..., _ScanResult] = (
+    _scan_py if _native is None or os.environ.get("ARXCTL_NO_NATIVE") == "1" else _native.scan
+)
+"""The bulk scan: C when built (ARXCTL_NO_NATIVE=1 forces the Python one), Python otherwise."""
+
+
+def scan_backend() -> str:
+    """Which bulk scan `verify_chain` uses: 'c/sha-ni', 'c/portable' or 'python'."""
+    return "python" if _scan is _scan_py or _native is None else f"c/{_native.backend()}"
 
 
 def _may_name(text: bytes, markers: list[bytes]) -> bool:
@@ -890,20 +943,6 @@ def _may_name(text: bytes, markers: list[bytes]) -> bool:
 def _seal_candidate(raw: bytes, markers: list[bytes]) -> bool:
     """False when a record line provably neither seals an agent nor names a sealed one."""
     return _SEALED in raw or _may_name(raw, markers)
-
-
-def _seal_relevant(raw: bytes, seq: int, sealed: dict[bytes, int], markers: list[bytes]) -> bool:
-    """Whether `_Engine._seal_check` would report or note anything for this record line."""
-    if not _seal_candidate(raw, markers):
-        return False
-    try:
-        record = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return False
-    if not isinstance(record, dict) or not isinstance(record.get("agent"), str):
-        return False
-    sealed_at = sealed.get(record["agent"].encode())
-    return (sealed_at is not None and seq > sealed_at) or (record.get("type") == "agent.sealed" and sealed_at is None)
 
 
 def _push(stack: list[bytes], size: int, level: int, node: bytes) -> int:
@@ -928,9 +967,12 @@ def _work(conn: Connection, shared: mmap.mmap) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while (task := conn.recv()) is not None:
         start, length, offset, targets, sealed = task
-        block = shared[start:start + length]
-        watch_names = _may_name(block, [b'"' + name + b'"' for name in sealed])
-        scan = _scan(split_lines(block), 0, offset, targets, sealed, (_SEALED in block, watch_names), None, None)
+        with memoryview(shared)[start:start + length] as view:
+            if _scan is _scan_py:
+                block = bytes(view)
+                scan = _scan_py(block, 0, offset, targets, sealed, _SEALED in block, None, None)
+            else:  # the C scan looks for seal records itself, faster than a search here
+                scan = _scan(view, 0, offset, targets, sealed, True, None, None)
         conn.send(scan)
 
 
@@ -986,7 +1028,7 @@ class _Pool:
         done = engine.settle(scan, offset, sealed)
         if done == n:
             return lineno + done
-        return engine.take(self.shared[start:start + length], lineno + done, done)
+        return engine.take(self.shared[start:start + length], lineno + done, scan[7] if done else 0)
 
     def _result(self, ticket: int) -> _ScanResult | None:
         if self.broken:

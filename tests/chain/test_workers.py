@@ -55,8 +55,8 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
     yield seen
 
 
-def _nothing_regular(lines: list[bytes], start: int, offset: int, *args: Any) -> Any:
-    return 0, -1, b"", b"", [], [], []
+def _nothing_regular(block: bytes, pos: int, offset: int, *args: Any) -> Any:
+    return 0, -1, b"", b"", [], [], [], pos
 
 
 def line_by_line(check: Callable[[], ChainVerification], monkeypatch: pytest.MonkeyPatch) -> ChainVerification:
@@ -67,11 +67,16 @@ def line_by_line(check: Callable[[], ChainVerification], monkeypatch: pytest.Mon
 
 
 def verdicts(book: Logbook, path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Line by line, then the bulk scan in use (C when built) on 1-3 processes, then the Python scan on 1-2."""
     def check(workers: int) -> ChainVerification:
         return verify_chain(witness=book.witness_uri, export=path, public_keys=book.keys_json, workers=workers)
 
     reference = line_by_line(lambda: check(1), monkeypatch)
-    return [outcome(reference), *(outcome(check(w)) for w in (1, 2, 3))]
+    fast = [outcome(check(w)) for w in (1, 2, 3)]
+    with monkeypatch.context() as m:
+        m.setattr(verify, "_scan", verify._scan_py)
+        python = [outcome(check(w)) for w in (1, 2)]
+    return [outcome(reference), *fast, *python]
 
 
 def _flip(line: bytes, field: str) -> bytes:
@@ -142,8 +147,8 @@ def test_workers_and_bulk_path_match_line_by_line(
     lines = read_export(logbook.export("full.ndjson.gz"))
     path = write_export(logbook.tmp / "t.gz", TAMPERS[tamper](lines), end=b"" if "mid-line" in tamper else b"\n")
     reference, *others = verdicts(logbook, path, monkeypatch)
-    assert others == [reference] * 3
-    assert small_blocks["pools"] == 2
+    assert others == [reference] * 5
+    assert small_blocks["pools"] == 3
     assert small_blocks["results"] > 20
     assert reference["ok"] is (tamper in ("pristine", "empty line"))
     if "valid hashes" in tamper:
@@ -171,12 +176,12 @@ def test_damaged_and_truncated_streams_match(
         path = logbook.tmp / name
         path.write_bytes(body)
         reference, *others = verdicts(logbook, path, monkeypatch)
-        assert others == [reference] * 3, name
+        assert others == [reference] * 5, name
         assert reference["ok"] is False
     plain = logbook.tmp / "plain.ndjson"
     plain.write_bytes(zlib.decompress(data, 31))
     reference, *others = verdicts(logbook, plain, monkeypatch)
-    assert others == [reference] * 3
+    assert others == [reference] * 5
     assert reference["ok"] is True
 
 
@@ -240,12 +245,12 @@ def test_records_after_a_seal_are_caught_the_same_way(
         lines = read_export(path)
         assert lines[301].endswith(b'"type":"agent.sealed"}')
         reference, *others = verdicts(book, path, monkeypatch)
-        assert others == [reference] * 3
+        assert others == [reference] * 5
         assert reference["ok"] is True
         forged = _relinked(lines, 450, lambda r: {"agent": "cloud-posture"} if r.seq in (450, 560) else {})
         tampered = write_export(book.tmp / "t.gz", forged)
         reference, *others = verdicts(book, tampered, monkeypatch)
-        assert others == [reference] * 3
+        assert others == [reference] * 5
         assert [(p["seq"], p["kind"]) for p in reference["problems"]] == [
             (450, "after_seal"), (560, "after_seal"), (None, "manifest_mismatch"), (401, "fork"),
         ]
@@ -324,7 +329,7 @@ def test_any_mutation_gets_the_same_verdict_on_any_number_of_workers(
         logbook.export(base.name)
     path = write_export(logbook.tmp / "m.gz", mutate(read_export(base), ops))
     reference, *others = verdicts(logbook, path, monkeypatch)
-    assert others == [reference] * 3
+    assert others == [reference] * 5
 
 
 def test_cli_workers_option(cli, logbook: Logbook) -> None:

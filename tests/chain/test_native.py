@@ -1,0 +1,181 @@
+"""The C scan (arxctl/chain/_native.c) returns exactly what the Python scan returns, on any input.
+
+`verify._scan_py` is the reference; `_native.scan` must agree field for field on pristine and damaged blocks,
+at any start byte, with any Merkle offset, checkpoint targets, sealed agents and expectations, with both SHA-256
+codes (SHA-NI and portable C). In CI the extension must have been built (`make test` requires it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from arxctl.chain import verify
+from arxctl.chain.records import Record
+from tests.chain.conftest import Logbook, build, read_export
+
+native = pytest.importorskip("arxctl.chain._native") if os.environ.get("CI") != "true" else None
+if native is None:
+    from arxctl.chain import _native as native  # in CI a missing extension is a failure, not a skip
+
+BACKENDS = ["portable", *(["sha-ni"] if native.backend() == "sha-ni" else [])]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    before = native.backend()
+    native.use(request.param)
+    yield request.param
+    native.use(before)
+
+
+@pytest.fixture(scope="module")
+def lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """Record lines of a real export (the header and proof lines dropped): seqs 1-600."""
+    book = build(tmp_path_factory.mktemp("native"))
+    try:
+        return [line for line in read_export(book.export("full.ndjson.gz")) if line.startswith(b'{"actor":')]
+    finally:
+        book.store.close()
+
+
+def both(block: bytes | memoryview, *args: object) -> tuple[object, object]:
+    return native.scan(block, *args), verify._scan_py(bytes(block), *args)
+
+
+def test_in_ci_the_extension_is_built_and_used() -> None:
+    assert verify.scan_backend().startswith("c/")
+    if os.environ.get("CI") == "true":
+        assert verify._scan is native.scan
+
+
+@pytest.mark.parametrize("size", [*range(0, 260), 447, 1000, 4095, 4096, 65_537])
+def test_sha256_matches_hashlib(backend: str, size: int) -> None:
+    data = os.urandom(size)
+    assert native.sha256(data) == hashlib.sha256(data).digest()
+
+
+def test_a_whole_pristine_block(backend: str, lines: list[bytes]) -> None:
+    block = b"\n".join(lines) + b"\n"
+    got, want = both(block, 0, 0, [256, 400, 600, 10**30], {}, False, 1, Record.from_line(lines[0]).prev.encode())
+    assert got == want
+    assert got[0] == 600 and got[7] == len(block)
+    assert [c[0] for c in got[6]] == [256, 400, 600]
+
+
+def test_memoryview_and_bytes_agree(lines: list[bytes]) -> None:
+    block = b"\n".join(lines[:50])
+    args = (0, 7, [20], {}, False, None, None)
+    assert native.scan(memoryview(block), *args) == native.scan(block, *args) == verify._scan_py(block, *args)
+
+
+def test_long_records_and_huge_seqs(backend: str, lines: list[bytes]) -> None:
+    long_record = Record.build(seq=1, ts="2026-04-01T00:00:00Z", type="decision", agent="a", actor="x",
+                               body={"blob": "y" * 200_000}, prev=Record.from_line(lines[0]).prev)
+    block = long_record.line().encode() + b"\n" + lines[1]
+    assert native.scan(block, 0, 0, [], {}, False, None, None) == verify._scan_py(block, 0, 0, [], {}, False, None,
+                                                                                     None)
+    huge = lines[0].replace(b'"seq":1,', b'"seq":1234567890123456789,')
+    for line in (huge, lines[0].replace(b'"seq":1,', b'"seq":01,')):
+        assert both(line, 0, 0, [], {}, False, None, None)[0][0] == 0
+
+
+def test_sealed_agents_end_the_run_where_python_does(backend: str, lines: list[bytes]) -> None:
+    block = b"\n".join(lines[:120]) + b"\n"
+    escaped = lines[5].replace(b'"agent":"', b'"agent":"\\u0063')
+    for sealed in ({b"cloud-posture": 30}, {b"triage-cs-01": 1000}, {b"nobody": 1}, {b"cloud-posture": 10**6}):
+        for watch in (False, True):
+            assert native.scan(block, 0, 0, [], sealed, watch, None, None) == \
+                verify._scan_py(block, 0, 0, [], sealed, watch, None, None)
+    stop = native.scan(block, 0, 0, [], {b"cloud-posture": 30}, False, None, None)
+    assert stop[0] < 120
+    sealed_line = lines[6].replace(b'"type":"decision"', b'"type":"agent.sealed"')
+    for line in (escaped, sealed_line):
+        both_ = both(b"\n".join([*lines[:5], line, *lines[6:20]]), 0, 0, [], {b"x": 1}, True, None, None)
+        assert both_[0] == both_[1]
+
+
+BLOCK_EDITS = st.lists(
+    st.tuples(st.sampled_from(["flip", "delete", "duplicate", "swap", "blank", "cut", "insert"]),
+              st.integers(min_value=0, max_value=199), st.integers(min_value=0, max_value=100_000)),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    edits=BLOCK_EDITS,
+    first=st.integers(min_value=0, max_value=150),
+    start_byte=st.one_of(st.none(), st.integers(min_value=0, max_value=200_000)),
+    offset=st.integers(min_value=0, max_value=2**40),
+    targets=st.lists(st.integers(min_value=0, max_value=400), max_size=5),
+    sealed=st.dictionaries(st.sampled_from([b"cloud-posture", b"triage-cs-01", b"x", b""]),
+                           st.integers(min_value=0, max_value=700), max_size=3),
+    watch_seal=st.booleans(),
+    expect=st.sampled_from(["none", "right", "wrong-seq", "wrong-prev", "short-prev"]),
+    final_newline=st.booleans(),
+)
+def test_any_block_gets_the_same_scan(
+    backend: str, lines: list[bytes], edits: list[tuple[str, int, int]], first: int, start_byte: int | None,
+    offset: int, targets: list[int], sealed: dict[bytes, int], watch_seal: bool, expect: str,
+    final_newline: bool,
+) -> None:
+    out = list(lines[first:first + 200])
+    for op, at, salt in edits:
+        at %= max(1, len(out))
+        if not out:
+            break
+        if op == "flip" and out[at]:
+            i = salt % len(out[at])
+            out[at] = out[at][:i] + bytes([out[at][i] ^ (1 + salt % 127)]) + out[at][i + 1:]
+        elif op == "delete":
+            del out[at]
+        elif op == "duplicate":
+            out.insert(at, out[at])
+        elif op == "swap" and at + 1 < len(out):
+            out[at], out[at + 1] = out[at + 1], out[at]
+        elif op == "blank":
+            out.insert(at, b"")
+        elif op == "cut":
+            out[at] = out[at][: salt % (len(out[at]) + 1)]
+        elif op == "insert":
+            out.insert(at, out[at][: salt % 50] + b"\\" + out[at][salt % 50:])
+    block = b"\n".join(out) + (b"\n" if final_newline else b"")
+    pos = 0 if start_byte is None else start_byte % (len(block) + 1)
+    head = Record.from_line(lines[first])
+    expect_seq, expect_prev = {
+        "none": (None, None),
+        "right": (head.seq, head.prev.encode()),
+        "wrong-seq": (head.seq + 1, head.prev.encode()),
+        "wrong-prev": (head.seq, b"sha256:" + b"0" * 64),
+        "short-prev": (head.seq, b"sha256:00"),
+    }[expect]
+    args = (pos, offset, targets + [offset + t for t in targets], sealed, watch_seal, expect_seq, expect_prev)
+    assert native.scan(block, *args) == verify._scan_py(block, *args)
+
+
+def test_bad_arguments_raise_not_crash(lines: list[bytes]) -> None:
+    with pytest.raises(ValueError, match="outside the block"):
+        native.scan(lines[0], len(lines[0]) + 1, 0, [], {}, False, None, None)
+    with pytest.raises(TypeError):
+        native.scan(lines[0], 0, 0, [], {"not": 1}, False, None, None)
+    with pytest.raises(TypeError):
+        native.scan(lines[0], 0, 0, [], {}, False, None, "not bytes")
+    with pytest.raises(ValueError, match="not available"):
+        native.use("sha-512")
+
+
+def test_verify_names_the_scan_it_uses(logbook: Logbook, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify, "_scan", verify._scan_py)
+    assert verify.scan_backend() == "python"
+    path: Path = logbook.export("full.ndjson.gz")
+    python = verify.verify_chain(witness=logbook.witness_uri, export=path, public_keys=logbook.keys_json)
+    monkeypatch.undo()
+    c = verify.verify_chain(witness=logbook.witness_uri, export=path, public_keys=logbook.keys_json)
+    assert python.ok and c.ok and python.to_dict() == c.to_dict()
