@@ -6,6 +6,8 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import EXAMPLES
 
 BROKEN = """apiVersion: arx.dev/v1alpha1
@@ -19,6 +21,25 @@ spec:
       actions: [acme-ticketing.ticket.close]
 """
 
+# Known fields of the wrong type (once crashes): each document and the one diagnostic it gets (line:col: ...).
+MALFORMED = {
+    "kind-list": (
+        "apiVersion: arx.dev/v1alpha1\nkind: [Policy]\nmetadata: {name: p}\nspec:\n  rules: []\n",
+        "2:7: ARX004 $.kind: kind must be a string, got array; one of: Agent, Policy, Grant, ConnectorCatalog",
+    ),
+    "kind-mapping": (
+        "apiVersion: arx.dev/v1alpha1\nkind: {Policy: 1}\nmetadata: {name: p}\nspec:\n  rules: []\n",
+        "2:7: ARX004 $.kind: kind must be a string, got object; one of: Agent, Policy, Grant, ConnectorCatalog",
+    ),
+    "rules-integer": (
+        "apiVersion: arx.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec:\n  rules: 5\n",
+        "5:10: ARX103 $.spec.rules: expected array, got integer",
+    ),
+    "rules-boolean": (
+        "apiVersion: arx.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec:\n  rules: true\n",
+        "5:10: ARX103 $.spec.rules: expected array, got boolean",
+    ),
+}
 
 ENFORCED = [EXAMPLES / "catalogs", EXAMPLES / "manifests", EXAMPLES / "policies"]
 
@@ -140,3 +161,26 @@ def test_quiet_prints_only_diagnostics(cli) -> None:
     result = cli("validate", "--quiet", *map(str, ENFORCED))
     assert result.exit_code == 0
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_wrong_type_of_a_known_field_is_a_finding(cli, tmp_path: Path, name: str) -> None:
+    text, diagnostic = MALFORMED[name]
+    f = tmp_path / f"{name}.yaml"
+    f.write_text(text)
+    result = cli("validate", str(f))
+    assert (result.exit_code, result.stderr) == (1, ""), result.output
+    assert result.stdout == f"{f}:{diagnostic}\n1 error(s), 0 warning(s) in 1 file(s)\n"
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_wrong_type_of_a_known_field_is_bad_input_for_policy_commands(cli, tmp_path: Path, name: str) -> None:
+    text, diagnostic = MALFORMED[name]
+    f = tmp_path / f"{name}.yaml"
+    f.write_text(text)
+    explain = cli("policy", "explain", "--agent", "a", "--action", "aws.s3.get_object", "--policy", str(f))
+    assert (explain.exit_code, explain.stdout) == (2, ""), explain.output
+    assert explain.stderr == f"{f}:{diagnostic}\nerror: the --policy files are not valid\n"
+    register = cli("register", str(f))
+    assert (register.exit_code, register.stdout) == (2, ""), register.output
+    assert register.stderr == f"{f}:{diagnostic}\nerror: nothing was registered\n"

@@ -16,7 +16,6 @@ with their file, line and column, and nothing starts.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -29,9 +28,10 @@ from arxctl.diagnostics import Diagnostic, Severity, sort_key
 from arxctl.durations import parse_duration
 from arxctl.errors import ValidationFailed
 from arxctl.gateway.drivers import rest
+from arxctl.resources.config_fields import DURATION, DURATION_WORDING, is_loopback
+from arxctl.resources.schema_errors import schema_diagnostics
 from arxctl.resources.yamlio import Document, json_path_str, parse_text, read_file
 
-_DURATION = {"type": "string", "pattern": r"^(?:\d+(?:ms|s|m|h|d))+$"}
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -48,7 +48,7 @@ SCHEMA: dict[str, Any] = {
                     "insecure_http": {"type": "boolean"},
                     "timeouts": {
                         "type": "object", "additionalProperties": False,
-                        "properties": {"connect": _DURATION, "read": _DURATION},
+                        "properties": {"connect": DURATION, "read": DURATION},
                     },
                     "region": {"type": "string"},
                     "endpoint_url": {"type": "string"},
@@ -60,7 +60,7 @@ SCHEMA: dict[str, Any] = {
         "cluster": {
             "type": "object", "additionalProperties": False,
             "properties": {"kubeconfig": {"type": "string"}, "context": {"type": "string"},
-                           "status_every": _DURATION},
+                           "status_every": DURATION},
         },
     },
 }
@@ -135,45 +135,9 @@ def _validator(which: str) -> Any:
     return Draft202012Validator(schema)
 
 
-def schema_diagnostics(doc: Document, which: str) -> list[Diagnostic]:
-    """Schema errors with positions; values are never echoed (a misplaced secret must not reach a log)."""
-    out: list[Diagnostic] = []
-    for err in _validator(which).iter_errors(doc.data):
-        path = list(err.absolute_path)
-        v = err.validator
-        if v == "additionalProperties" and isinstance(err.instance, dict):
-            allowed = sorted(err.schema.get("properties", {}))
-            for extra in sorted(k for k in err.instance if k not in allowed):
-                close = difflib.get_close_matches(extra, allowed, n=1, cutoff=0.6)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                out.append(_diag(doc, [*path, extra], "ARX101",
-                                 f"unknown field '{extra}'{hint}; allowed: {', '.join(allowed)}", key=True))
-        elif v == "required":
-            missing = err.message.split("'")[1]
-            out.append(_diag(doc, path, "ARX102", f"missing required field '{missing}'"))
-        elif v == "pattern" and err.validator_value == _DURATION["pattern"]:
-            out.append(_diag(doc, path, "ARX132", "invalid duration: use a number and a unit, e.g. 250ms, 30s, 2m"))
-        elif v == "pattern":
-            out.append(_diag(doc, path, "ARX103", f"does not match {err.validator_value}"))
-        elif v == "enum":
-            out.append(_diag(doc, path, "ARX103", f"must be one of: {', '.join(map(str, err.validator_value))}"))
-        elif v == "type":
-            expected = err.validator_value if isinstance(err.validator_value, str) else "/".join(err.validator_value)
-            out.append(_diag(doc, path, "ARX103", f"expected {expected}"))
-        elif v in ("minItems", "minProperties", "minLength"):
-            out.append(_diag(doc, path, "ARX103", "must not be empty"))
-        else:
-            out.append(_diag(doc, path, "ARX103", f"invalid value ({v})"))
-    return out
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _schema_diagnostics(doc: Document, which: str) -> list[Diagnostic]:
+    """Schema errors of the gateway config or a driver file; values are never echoed (they may be secrets)."""
+    return schema_diagnostics(doc, _validator(which), patterns=DURATION_WORDING)
 
 
 def _check_url(doc: Document, path: list[str | int], url: str, insecure: bool) -> list[Diagnostic]:
@@ -182,7 +146,7 @@ def _check_url(doc: Document, path: list[str | int], url: str, insecure: bool) -
         return [_diag(doc, path, "ARX103", "must be an http(s) URL with a host")]
     if parts.username or parts.password:
         return [_diag(doc, path, "ARX103", "must not carry credentials; store them with `arxctl credentials set`")]
-    if parts.scheme == "http" and not _is_loopback(parts.hostname) and not insecure:
+    if parts.scheme == "http" and not is_loopback(parts.hostname) and not insecure:
         return [_diag(doc, path, "ARX103", "plain http to a non-loopback host would send the credential in clear "
                                            "text; use https (or set insecure_http: true)")]
     return []
@@ -200,7 +164,7 @@ def _one_document(docs: list[Document], diags: list[Diagnostic], path: str, what
 
 
 def _driver_document(doc: Document) -> DriverFile:
-    diags = schema_diagnostics(doc, "driver")
+    diags = _schema_diagnostics(doc, "driver")
     if not diags:
         for name, spec in doc.data["actions"].items():
             if spec.get("foreach") and "{item" not in spec["path"]:
@@ -338,7 +302,7 @@ def load_config(path: Path | None) -> GatewayConfig:
         return _build(None, Path.cwd())
     docs, diags = read_file(path)
     doc = _one_document(docs, diags, str(path), "the gateway config")
-    schema = schema_diagnostics(doc, "config")
+    schema = _schema_diagnostics(doc, "config")
     if schema:
         raise ValidationFailed(sorted(schema, key=sort_key))
     return _build(doc, path.parent)
@@ -347,7 +311,7 @@ def load_config(path: Path | None) -> GatewayConfig:
 def parse_config(text: str, path: str = "<string>", base: Path | None = None) -> GatewayConfig:
     docs, diags = parse_text(text, path)
     doc = _one_document(docs, diags, path, "the gateway config")
-    schema = schema_diagnostics(doc, "config")
+    schema = _schema_diagnostics(doc, "config")
     if schema:
         raise ValidationFailed(sorted(schema, key=sort_key))
     return _build(doc, base or Path.cwd())

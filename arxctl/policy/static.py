@@ -32,6 +32,12 @@ def _diag(doc: Document, path: list[str | int], message: str) -> Diagnostic:
     return Diagnostic(doc.path, line, col, RULE, Severity.warning, message, json_path_str(path))
 
 
+def _rule_label(rule: Mapping[str, Any], index: int) -> str:
+    """How a message names a rule: by its name, or by its index when the name is not a string."""
+    name = rule.get("name")
+    return f"rule '{name}'" if isinstance(name, str) else f"rules[{index}]"
+
+
 def _always_false(source: str) -> bool:
     program, needs, error = compile_expression(source)
     if program is None or error or needs or program.variables():
@@ -49,9 +55,11 @@ def never_changes_outcome(
     call already denies by score (the policy's own deny threshold), approvals shadowed by an unconditional
     deny in the same policy."""
     model = model or RiskModel()
-    rules = [r if isinstance(r, Mapping) else {} for r in spec.get("rules") or []]
-    thresholds = spec.get("thresholds") if isinstance(spec.get("thresholds"), Mapping) else {}
-    deny = thresholds.get("deny") if isinstance(thresholds.get("deny"), int) else None
+    raw_rules = spec.get("rules")
+    rules = [r if isinstance(r, Mapping) else {} for r in raw_rules] if isinstance(raw_rules, list) else []
+    thresholds = spec.get("thresholds")
+    deny_value = thresholds.get("deny") if isinstance(thresholds, Mapping) else None
+    deny = deny_value if type(deny_value) is int else None  # a boolean is not a threshold
     matches: list[set[str]] = [
         _matched_actions(r["when"], catalog) if isinstance(r.get("when"), str) else set() for r in rules
     ]
@@ -85,7 +93,7 @@ def never_changes_outcome(
                 if k != i and actions <= matches[k]:
                     out.append(_diag(
                         doc, [*base, "then"],
-                        f"rule '{other.get('name')}' denies every action this rule matches, unconditionally: "
+                        f"{_rule_label(other, k)} denies every action this rule matches, unconditionally: "
                         "the approval is never asked for",
                     ))
                     break

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arxctl import API_VERSION
 from arxctl.diagnostics import Diagnostic, Severity, sort_key
@@ -17,8 +16,12 @@ from arxctl.durations import DURATION_SYNTAX, parse_duration
 from arxctl.policy.catalog import Catalog, CatalogConflict, builtin
 from arxctl.policy.compiler import CEL_VARIABLES
 from arxctl.policy.static import never_changes_outcome
+from arxctl.resources.schema_errors import Wording, schema_diagnostics, suggest, type_name
 from arxctl.resources.yamlio import Document, iter_documents, json_path_str, parse_text
 from arxctl.schemas import KINDS, validator
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 INPUT_RULES = frozenset({"ARX001", "ARX002", "ARX006"})
 MAX_GRANT_TTL = timedelta(hours=24)
@@ -64,67 +67,28 @@ def _diag(doc: Document, path: Sequence[str | int], rule: str, message: str, *, 
     return Diagnostic(doc.path, line, col, rule, severity, message, json_path_str(path))
 
 
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 # ---------------------------------------------------------------- schema
 
-def _schema_diagnostics(doc: Document, kind: str) -> list[Diagnostic]:
-    out: list[Diagnostic] = []
-    for err in validator(kind).iter_errors(doc.data):
-        path = list(err.absolute_path)
-        v = err.validator
-        if v == "additionalProperties" and isinstance(err.instance, dict):
-            allowed = set(err.schema.get("properties", {}))
-            for extra in sorted(k for k in err.instance if k not in allowed):
-                what = "unknown outcome" if path and path[-1] == "then" else "unknown field"
-                msg = f"{what} '{extra}'{_suggest(extra, allowed)}"
-                if allowed and what == "unknown field":
-                    msg += f"; allowed: {', '.join(sorted(allowed))}"
-                out.append(_diag(doc, [*path, extra], "ARX101", msg, key=True))
-        elif v == "required":
-            missing = err.message.split("'")[1] if "'" in err.message else str(err.validator_value)
-            out.append(_diag(doc, [*path, missing], "ARX102", f"missing required field '{missing}'",
-                             at=doc.position(path, key=bool(path))))
-        elif v == "pattern" and path[-2:] == ["metadata", "name"]:
-            out.append(_diag(doc, path, "ARX110",
-                             f"name {err.instance!r} is not a DNS-1123 label "
-                             "(lowercase letters, digits and '-', starting and ending alphanumeric, <= 63)"))
-        elif v == "maxLength" and path[-2:] == ["metadata", "name"]:
-            out.append(_diag(doc, path, "ARX110", f"name is {len(err.instance)} characters; at most 63"))
-        elif v == "pattern" and path and path[-1] in _DURATION_KEYS:
-            out.append(_diag(doc, path, "ARX132",
-                             f"invalid duration {err.instance!r}: use a number and a unit, e.g. 30s, 15m, 4h"))
-        elif v == "const" and path == ["apiVersion"]:
-            out.append(_diag(doc, path, "ARX005", f"apiVersion {err.instance!r} is not supported; use {API_VERSION}"))
-        elif v in ("minProperties", "maxProperties") and path and path[-1] == "then":
-            out.append(_diag(doc, path, "ARX103", "a rule's `then` needs exactly one of: deny, approvalRequired"))
-        elif v == "enum":
-            choices = ", ".join(map(str, err.validator_value))
-            out.append(_diag(doc, path, "ARX103", f"{err.instance!r} is not one of: {choices}"))
-        elif v == "type":
-            expected = err.validator_value if isinstance(err.validator_value, str) else "/".join(err.validator_value)
-            out.append(_diag(doc, path, "ARX103", f"expected {expected}, got {_type_name(err.instance)}"))
-        elif v == "propertyNames":
-            out.append(_diag(doc, path, "ARX103", err.message))
-        else:
-            out.append(_diag(doc, path, "ARX103", err.message))
-    return out
+def _manifest_wording(err: ValidationError, path: list[str | int]) -> Wording | None:
+    """Resource-specific wording: names, durations, apiVersion and a rule's `then`."""
+    v = err.validator
+    if v == "pattern" and path[-2:] == ["metadata", "name"]:
+        return "ARX110", (f"name {err.instance!r} is not a DNS-1123 label "
+                          "(lowercase letters, digits and '-', starting and ending alphanumeric, <= 63)")
+    if v == "maxLength" and path[-2:] == ["metadata", "name"]:
+        return "ARX110", f"name is {len(err.instance)} characters; at most 63"
+    if v == "pattern" and path and path[-1] in _DURATION_KEYS:
+        return "ARX132", f"invalid duration {err.instance!r}: use a number and a unit, e.g. 30s, 15m, 4h"
+    if v == "const" and path == ["apiVersion"]:
+        return "ARX005", f"apiVersion {err.instance!r} is not supported; use {API_VERSION}"
+    if v in ("minProperties", "maxProperties") and path and path[-1] == "then":
+        return "ARX103", "a rule's `then` needs exactly one of: deny, approvalRequired"
+    return None
 
 
 def _list(value: Any) -> list[Any]:
     """The value when it is a list, else empty (the schema already reported the wrong type)."""
     return value if isinstance(value, list) else []
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
 
 
 # ---------------------------------------------------------------- semantics
@@ -146,14 +110,14 @@ def _check_agent(doc: Document, spec: dict[str, Any], catalog: Catalog) -> list[
         connector = catalog.connector(name)
         if connector is None:
             out.append(_diag(doc, [*base, "name"], "ARX120",
-                             f"unknown connector '{name}'{_suggest(name, catalog.connectors)}"))
+                             f"unknown connector '{name}'{suggest(name, catalog.connectors)}"))
         for j, action in enumerate(_list(entry.get("actions"))):
             if not isinstance(action, str):
                 continue
             info = catalog.lookup(action)
             where = [*base, "actions", j]
             if info is None:
-                hint = _suggest(action, connector.actions if connector else catalog.actions)
+                hint = suggest(action, connector.actions if connector else catalog.actions)
                 out.append(_diag(doc, where, "ARX121", f"unknown action '{action}'{hint}"))
             elif info.connector != name and connector is not None:
                 out.append(_diag(doc, where, "ARX122",
@@ -212,7 +176,7 @@ def _check_policy(doc: Document, spec: dict[str, Any], catalog: Catalog) -> list
     thresholds = spec.get("thresholds") or {}
     if isinstance(thresholds, dict):
         review, deny = thresholds.get("review", 60), thresholds.get("deny", 80)
-        if isinstance(review, int) and isinstance(deny, int) and review >= deny:
+        if type(review) is int and type(deny) is int and review >= deny:  # a boolean is not a threshold
             key = "review" if "review" in thresholds else "deny"
             out.append(_diag(doc, ["spec", "thresholds", key], "ARX131",
                              f"review threshold {review} must be below deny threshold {deny}"))
@@ -232,7 +196,7 @@ def _check_policy(doc: Document, spec: dict[str, Any], catalog: Catalog) -> list
         if isinstance(when, str) and not any(fnmatch.fnmatchcase(a, when) for a in catalog.actions):
             choices = [f"{c}.*" for c in catalog.connectors] if "*" in when else catalog.actions
             out.append(_diag(doc, [*base, "when"], "ARX150",
-                             f"'{when}' matches no known action{_suggest(when, choices)}; "
+                             f"'{when}' matches no known action{suggest(when, choices)}; "
                              "the rule can never fire", severity=Severity.warning))
         expr = rule.get("if")
         if isinstance(expr, str):
@@ -266,7 +230,7 @@ def _check_if(doc: Document, path: list[str | int], expr: str) -> list[Diagnosti
             m = re.search(rf"(?<![\w.]){re.escape(var)}\b", expr)
             line, col = _line_col(expr, m.start() if m else 0)
             out.append(_diag(doc, path, "ARX151",
-                             f"unknown CEL variable '{var}'{_suggest(var, CEL_VARIABLES)}; "
+                             f"unknown CEL variable '{var}'{suggest(var, CEL_VARIABLES)}; "
                              f"available: {', '.join(sorted(CEL_VARIABLES))}",
                              at=_cel_position(doc, path, line, col)))
     return out
@@ -284,7 +248,7 @@ def _check_grant(doc: Document, spec: dict[str, Any], catalog: Catalog) -> list[
     for j, action in enumerate(_list(spec.get("actions"))):
         if isinstance(action, str) and catalog.lookup(action) is None:
             out.append(_diag(doc, ["spec", "actions", j], "ARX121",
-                             f"unknown action '{action}'{_suggest(action, catalog.actions)}"))
+                             f"unknown action '{action}'{suggest(action, catalog.actions)}"))
     return out
 
 
@@ -297,14 +261,18 @@ def _structural(doc: Document) -> tuple[str | None, list[Diagnostic]]:
     """Kind and schema checks; returns the kind when the document is a known resource."""
     data = doc.data
     if not isinstance(data, dict):
-        return None, [_diag(doc, [], "ARX003", f"expected a resource mapping, got {_type_name(data)}")]
+        return None, [_diag(doc, [], "ARX003", f"expected a resource mapping, got {type_name(data)}")]
     kind = data.get("kind")
     if kind is None:
         return None, [_diag(doc, [], "ARX004", f"missing 'kind'; one of: {', '.join(KINDS)}")]
+    if not isinstance(kind, str):
+        return None, [_diag(doc, ["kind"], "ARX004",
+                            f"kind must be a string, got {type_name(kind)}; one of: {', '.join(KINDS)}")]
     if kind not in KINDS:
         return None, [_diag(doc, ["kind"], "ARX004",
-                            f"unknown kind {kind!r}{_suggest(str(kind), KINDS)}; one of: {', '.join(KINDS)}")]
-    return kind, _schema_diagnostics(doc, kind)
+                            f"unknown kind {kind!r}{suggest(kind, KINDS)}; one of: {', '.join(KINDS)}")]
+    return kind, schema_diagnostics(doc, validator(kind), echo_values=True, special=_manifest_wording,
+                                    missing_field_path=True, outcome_key="then")
 
 
 def validate_documents(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 from arxctl.diagnostics import Diagnostic, Severity, sort_key
 from arxctl.durations import parse_duration
 from arxctl.errors import ValidationFailed
+from arxctl.resources.config_fields import DURATION, DURATION_WORDING, is_loopback
+from arxctl.resources.schema_errors import Wording, schema_diagnostics
 from arxctl.resources.yamlio import Document, json_path_str, parse_text, read_file
 from arxctl.store.sqlite import resolve_state_dir
 
@@ -27,9 +28,12 @@ DEFAULT_MODELS = {
     "openai": {"frontier": "gpt-5", "fast": "gpt-5-mini"},
 }
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION = {"type": "string", "pattern": r"^(?:\d+(?:ms|s|m|h|d))+$"}
 _NAME = {"type": "string", "pattern": r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
 _ORDER = {"type": "array", "minItems": 1, "items": {"type": "string"}}
+_PATTERN_WORDING: dict[str, Wording] = {
+    **DURATION_WORDING,
+    _NAME["pattern"]: ("ARX103", "must be a DNS-1123 label (lowercase letters, digits and '-', at most 63)"),
+}
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -54,7 +58,7 @@ SCHEMA: dict[str, Any] = {
                     },
                     "timeouts": {
                         "type": "object", "additionalProperties": False,
-                        "properties": {"connect": _DURATION, "read": _DURATION},
+                        "properties": {"connect": DURATION, "read": DURATION},
                     },
                     "insecure_http": {"type": "boolean"},
                 },
@@ -73,9 +77,9 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "failures": {"type": "integer", "minimum": 1},
-                "window": _DURATION,
-                "open": _DURATION,
-                "probe_timeout": _DURATION,
+                "window": DURATION,
+                "open": DURATION,
+                "probe_timeout": DURATION,
             },
         },
         "redis": {
@@ -83,9 +87,9 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "url": {"type": "string"},
-                "timeout": _DURATION,
+                "timeout": DURATION,
                 "key_prefix": {"type": "string", "minLength": 1},
-                "retry_after": _DURATION,
+                "retry_after": DURATION,
             },
         },
     },
@@ -176,49 +180,6 @@ def _diag(doc: Document, path: list[str | int], rule: str, message: str, *, key:
     return Diagnostic(doc.path, line, col, rule, Severity.error, message, json_path_str(path))
 
 
-def _schema_diagnostics(doc: Document) -> list[Diagnostic]:
-    """Schema errors with positions; values are never echoed (a misplaced key must not reach a log)."""
-    out: list[Diagnostic] = []
-    for err in _validator().iter_errors(doc.data):
-        path = list(err.absolute_path)
-        v = err.validator
-        if v == "additionalProperties" and isinstance(err.instance, dict):
-            allowed = sorted(err.schema.get("properties", {}))
-            for extra in sorted(k for k in err.instance if k not in allowed):
-                close = difflib.get_close_matches(extra, allowed, n=1, cutoff=0.6)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                out.append(_diag(doc, [*path, extra], "ARX101",
-                                 f"unknown field '{extra}'{hint}; allowed: {', '.join(allowed)}", key=True))
-        elif v == "required":
-            missing = err.message.split("'")[1]
-            out.append(_diag(doc, path, "ARX102", f"missing required field '{missing}'"))
-        elif v == "pattern" and _DURATION["pattern"] == err.validator_value:
-            out.append(_diag(doc, path, "ARX132", "invalid duration: use a number and a unit, e.g. 250ms, 30s, 2m"))
-        elif v == "pattern":
-            out.append(_diag(doc, path, "ARX103",
-                             "must be a DNS-1123 label (lowercase letters, digits and '-', at most 63)"))
-        elif v == "enum":
-            out.append(_diag(doc, path, "ARX103", f"must be one of: {', '.join(map(str, err.validator_value))}"))
-        elif v == "type":
-            out.append(_diag(doc, path, "ARX103", f"expected {err.validator_value}"))
-        elif v in ("minItems", "minProperties", "minLength"):
-            out.append(_diag(doc, path, "ARX103", "must not be empty"))
-        elif v == "minimum":
-            out.append(_diag(doc, path, "ARX103", f"must be at least {err.validator_value}"))
-        else:
-            out.append(_diag(doc, path, "ARX103", f"invalid value ({v})"))
-    return out
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_order(doc: Document, path: list[str | int], order: list[str], names: list[str]) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     seen: set[str] = set()
@@ -258,7 +219,7 @@ def _semantic_diagnostics(doc: Document) -> list[Diagnostic]:
             elif parts.username or parts.password:
                 out.append(_diag(doc, [*base, "base_url"], "ARX103",
                                  "must not carry credentials; use api_key_env"))
-            elif parts.scheme == "http" and not _is_loopback(parts.hostname) and not p.get("insecure_http"):
+            elif parts.scheme == "http" and not is_loopback(parts.hostname) and not p.get("insecure_http"):
                 out.append(_diag(doc, [*base, "base_url"], "ARX103",
                                  "plain http to a non-loopback host would send the API key in clear text; "
                                  "use https (or set insecure_http: true)"))
@@ -327,7 +288,7 @@ def _from_documents(docs: list[Document], diags: list[Diagnostic], path: str) ->
     if not diags and not isinstance(docs[0].data, dict):
         diags = [Diagnostic(path, docs[0].start_line, 1, "ARX003", Severity.error, "router config must be a mapping")]
     if not diags:
-        diags = _schema_diagnostics(docs[0])
+        diags = schema_diagnostics(docs[0], _validator(), patterns=_PATTERN_WORDING)
     if not diags:
         diags = _semantic_diagnostics(docs[0])
     if diags:
