@@ -314,6 +314,192 @@ static void node_hash(const uint8_t left[32], const uint8_t right[32], uint8_t o
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
+/* Canonical JSON, as arxctl.canonical writes it (orjson, sorted keys): a fast acceptance test             */
+
+/* Whether the line is provably canonical JSON: no whitespace, object keys in strictly increasing byte order
+ * (so no duplicates), strings with orjson's escapes only and valid UTF-8, integers without leading zeros or
+ * "-0", the literals. It answers 0 whenever it cannot prove it (floats, integers of 19 digits or more, escaped
+ * keys, nesting deeper than MAX_DEPTH); the caller then decides with the full parser. */
+#define MAX_DEPTH 64
+#define MAX_DIGITS 18 /* longer integers (and seqs) are left to the full parser */
+
+static int utf8_sequence(const uint8_t **at, const uint8_t *end) {
+    const uint8_t *p = *at;
+    const uint8_t b0 = p[0];
+    int need;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (b0 >= 0xC2 && b0 <= 0xDF) {
+        need = 1;
+    } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+        need = 2;
+        if (b0 == 0xE0) lo = 0xA0;
+        if (b0 == 0xED) hi = 0x9F;
+    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+        need = 3;
+        if (b0 == 0xF0) lo = 0x90;
+        if (b0 == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (end - p < need + 1 || p[1] < lo || p[1] > hi) return 0;
+    for (int k = 2; k <= need; k++) {
+        if (p[k] < 0x80 || p[k] > 0xBF) return 0;
+    }
+    *at = p + need + 1;
+    return 1;
+}
+
+/* The closing quote of a string whose first byte is at p, or NULL; *escaped tells whether it held an escape. */
+static inline const uint8_t *j_string(const uint8_t *p, const uint8_t *end, int *escaped) {
+    for (;;) {
+#ifdef __SSE2__
+        while (end - p >= 16) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)p);
+            const __m128i special = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(0x20))); /* signed: control bytes and every byte >= 0x80 */
+            const int mask = _mm_movemask_epi8(special);
+            if (mask) {
+                p += __builtin_ctz((unsigned)mask);
+                break;
+            }
+            p += 16;
+        }
+#endif
+        if (p >= end) return NULL;
+        const uint8_t ch = *p;
+        if (ch == '"') return p;
+        if (ch >= 0x20 && ch < 0x80 && ch != '\\') {
+            p++;
+            continue;
+        }
+        if (ch == '\\') {
+            *escaped = 1;
+            if (end - p < 2) return NULL;
+            const uint8_t e = p[1];
+            if (e == '"' || e == '\\' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
+                p += 2;
+                continue;
+            }
+            /* orjson writes other control characters as \u00xx, lowercase; nothing else is escaped */
+            if (e != 'u' || end - p < 6 || p[2] != '0' || p[3] != '0' || (p[4] != '0' && p[4] != '1')) return NULL;
+            int v;
+            if (p[5] >= '0' && p[5] <= '9') {
+                v = p[5] - '0';
+            } else if (p[5] >= 'a' && p[5] <= 'f') {
+                v = p[5] - 'a' + 10;
+            } else {
+                return NULL;
+            }
+            v += 16 * (p[4] - '0');
+            if (v == 8 || v == 9 || v == 10 || v == 12 || v == 13) return NULL;
+            p += 6;
+            continue;
+        }
+        if (ch < 0x20 || !utf8_sequence(&p, end)) return NULL;
+    }
+}
+
+typedef struct {
+    const uint8_t *key; /* the previous key of an object (NULL before the first); unused for arrays */
+    size_t keylen;
+    uint8_t close;      /* '}' or ']' */
+} jframe;
+
+static int canonical_json(const uint8_t *p, Py_ssize_t n) {
+    const uint8_t *const end = p + n;
+    jframe stack[MAX_DEPTH];
+    int depth = 0;
+    int escaped = 0;
+value:
+    if (p >= end) return 0;
+    switch (*p) {
+    case '{':
+    case '[':
+        if (depth == MAX_DEPTH) return 0;
+        stack[depth].close = *p == '{' ? '}' : ']';
+        stack[depth].key = NULL;
+        depth++;
+        p++;
+        if (p < end && *p == stack[depth - 1].close) {
+            p++;
+            depth--;
+            goto after;
+        }
+        if (stack[depth - 1].close == ']') goto value;
+        goto key;
+    case '"':
+        p = j_string(p + 1, end, &escaped);
+        if (!p) return 0;
+        p++;
+        goto after;
+    case 't':
+        if (end - p < 4 || memcmp(p, "true", 4) != 0) return 0;
+        p += 4;
+        goto after;
+    case 'f':
+        if (end - p < 5 || memcmp(p, "false", 5) != 0) return 0;
+        p += 5;
+        goto after;
+    case 'n':
+        if (end - p < 4 || memcmp(p, "null", 4) != 0) return 0;
+        p += 4;
+        goto after;
+    default: {
+        const int negative = *p == '-';
+        if (negative) p++;
+        if (p >= end) return 0;
+        if (*p == '0') {
+            if (negative) return 0; /* -0 reads back as 0 */
+            p++;
+        } else if (*p >= '1' && *p <= '9') {
+            const uint8_t *first = p;
+            while (p < end && *p >= '0' && *p <= '9') p++;
+            if (p - first > MAX_DIGITS) return 0;
+        } else {
+            return 0;
+        }
+        if (p < end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9'))) return 0;
+        goto after;
+    }
+    }
+key:
+    if (p >= end || *p != '"') return 0;
+    {
+        const uint8_t *start = p + 1;
+        escaped = 0;
+        const uint8_t *stop = j_string(start, end, &escaped);
+        if (!stop || escaped) return 0;
+        const size_t len = (size_t)(stop - start);
+        jframe *f = &stack[depth - 1];
+        if (f->key) {
+            size_t k = 0;
+            const size_t common = f->keylen < len ? f->keylen : len;
+            while (k < common && f->key[k] == start[k]) k++;
+            if (k < common ? f->key[k] > start[k] : f->keylen >= len) return 0;
+        }
+        f->key = start;
+        f->keylen = len;
+        p = stop + 1;
+        if (p >= end || *p != ':') return 0;
+        p++;
+        goto value;
+    }
+after:
+    if (depth == 0) return p == end;
+    if (p >= end) return 0;
+    if (*p == ',') {
+        p++;
+        if (stack[depth - 1].close == '}') goto key;
+        goto value;
+    }
+    if (*p != stack[depth - 1].close) return 0;
+    p++;
+    depth--;
+    goto after;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
 /* The scan                                                                                              */
 
 static const char HEX[] = "0123456789abcdef";
@@ -325,7 +511,6 @@ static const char HEX[] = "0123456789abcdef";
 #define SEALED "\"agent.sealed\""
 #define SLEN(s) (sizeof(s) - 1)
 #define HLEN 71 /* "sha256:" + 64 hex digits */
-#define MAX_DIGITS 18
 
 typedef struct {
     const uint8_t *name;
@@ -557,7 +742,7 @@ static void run_scan(scan_t *s) {
                 break;
             }
         }
-        if (!match) break;
+        if (!match || !canonical_json(raw, n)) break;
         if (seal_stop(s, raw, n, seq)) break;
         if (!linklen) memcpy(s->prev0, raw + i + 90, HLEN), s->seq0 = seq;
         memcpy(s->last_h, raw + i + 9, HLEN);
@@ -803,6 +988,49 @@ static PyObject *py_sha256(PyObject *self, PyObject *arg) {
     return PyBytes_FromStringAndSize((const char *)out, 32);
 }
 
+PyDoc_STRVAR(canonical_doc,
+             "canonical(line, /)\n--\n\nTrue when `line` is provably canonical JSON as arxctl writes it; False when it\n"
+             "is not or when this test cannot tell (floats, escaped keys, long integers): ask the full parser then.");
+
+static PyObject *py_canonical(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const int ok = canonical_json(view.buf, view.len);
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(ok);
+}
+
+PyDoc_STRVAR(newlines_doc,
+             "newlines(data, end, /)\n--\n\nHow many newline bytes `data[:end]` holds (bytes.count, vectorised).");
+
+static PyObject *py_newlines(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t end;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &end)) return NULL;
+    if (end < 0 || end > view.len) end = view.len;
+    const uint8_t *p = view.buf;
+    Py_ssize_t count = 0, k = 0;
+    Py_BEGIN_ALLOW_THREADS
+#ifdef __SSE2__
+    const __m128i nl = _mm_set1_epi8('\n');
+    for (; k + 64 <= end; k += 64) {
+        const unsigned m0 = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + k)), nl));
+        const unsigned m1 =
+            (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + k + 16)), nl));
+        const unsigned m2 =
+            (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + k + 32)), nl));
+        const unsigned m3 =
+            (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + k + 48)), nl));
+        count += __builtin_popcountll((unsigned long long)m0 | (unsigned long long)m1 << 16 |
+                                      (unsigned long long)m2 << 32 | (unsigned long long)m3 << 48);
+    }
+#endif
+    for (; k < end; k++) count += p[k] == '\n';
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(count);
+}
+
 PyDoc_STRVAR(use_doc, "use(name, /)\n--\n\nSelect the SHA-256 code: 'sha-ni' (if the CPU has it) or 'portable'.");
 
 static PyObject *py_use(PyObject *self, PyObject *arg) {
@@ -833,6 +1061,8 @@ static PyObject *py_backend(PyObject *self, PyObject *unused) { return PyUnicode
 static PyMethodDef methods[] = {
     {"scan", py_scan, METH_VARARGS, scan_doc},
     {"sha256", py_sha256, METH_O, sha256_doc},
+    {"canonical", py_canonical, METH_O, canonical_doc},
+    {"newlines", py_newlines, METH_VARARGS, newlines_doc},
     {"use", py_use, METH_O, use_doc},
     {"backend", py_backend, METH_NOARGS, backend_doc},
     {NULL, NULL, 0, NULL},

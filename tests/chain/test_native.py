@@ -12,10 +12,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from arxctl.canonical import canonical_bytes
 from arxctl.chain import verify
 from arxctl.chain.records import Record
 from tests.chain.conftest import Logbook, build, read_export
@@ -179,3 +181,59 @@ def test_verify_names_the_scan_it_uses(logbook: Logbook, monkeypatch: pytest.Mon
     monkeypatch.undo()
     c = verify.verify_chain(witness=logbook.witness_uri, export=path, public_keys=logbook.keys_json)
     assert python.ok and c.ok and python.to_dict() == c.to_dict()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _proof_limits(value: object) -> bool:
+    """Whether the C test may decline to prove `value`'s canonical form (floats, long integers, escaped keys)."""
+    if isinstance(value, float):
+        return True
+    if isinstance(value, int) and not isinstance(value, bool):
+        return len(str(abs(value))) > 18
+    if isinstance(value, list):
+        return any(_proof_limits(v) for v in value)
+    if isinstance(value, dict):
+        return any(canonical_bytes(k) != b'"' + k.encode() + b'"' or _proof_limits(v) for k, v in value.items())
+    return False
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=JSON, edit=st.integers(min_value=0, max_value=7), at=st.integers(min_value=0, max_value=10_000))
+def test_the_c_canonical_test_never_accepts_what_the_parser_would_rewrite(value: object, edit: int, at: int) -> None:
+    text = canonical_bytes(value)
+    if not _proof_limits(value):
+        assert native.canonical(text), text
+    i = at % (len(text) + 1)
+    edited = [
+        text[:i] + b" " + text[i:], text[:i] + b"\\" + text[i:], text[:i] + b"," + text[i:],
+        text.replace(b":", b": ", 1), text.replace(b",", b",,", 1), text[:i] + text[i + 1:],
+        text[:i] + bytes([(text[i] if i < len(text) else 0) ^ 0x80]) + text[i + 1:], text + b"\n",
+    ][edit]
+    if native.canonical(edited):
+        assert canonical_bytes(orjson.loads(edited)) == edited, edited
+
+
+@pytest.mark.parametrize("text", [
+    b'{"a":1,"a":2}', b'{"b":1,"a":2}', b'{"a": 1}', b' {}', b'{}\n', b'-0', b'01', b'1.0', b'1e5', b'"\\/"',
+    b'"\\u000a"', b'"\\u0041"', b'"\\u001F"', b'"\xff"', b'"\xed\xa0\x80"', b'"\xc0\xaf"', b'[1,]', b'{"a":}',
+    b'tru', b'nul', b'"abc', b'[' * 65 + b']' * 65, b'12345678901234567890',
+])
+def test_the_c_canonical_test_declines(text: bytes) -> None:
+    assert not native.canonical(text)
+
+
+def test_a_float_leaves_the_c_scan_and_verifies_the_same(lines: list[bytes]) -> None:
+    head = Record.from_line(lines[0])
+    floaty = Record.build(seq=1, ts=head.ts, type=head.type, agent=head.agent, actor=head.actor,
+                          body={**head.body, "score": 0.5}, prev=head.prev).line().encode()
+    block = floaty + b"\n"
+    assert native.scan(block, 0, 0, [], {}, False, None, None)[0] == 0
+    assert verify._scan_py(block, 0, 0, [], {}, False, None, None)[0] == 1
+    assert verify.verify_lines([floaty]).ok

@@ -35,14 +35,17 @@ def outcome(result: ChainVerification) -> dict[str, Any]:
 
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
-    """Inflate in tiny blocks so a few hundred records span dozens of blocks; count what the workers return."""
+    """Inflate in tiny blocks so a few hundred records span dozens of blocks; count pools and worker results
+    (threads for the C scan, processes for the Python scan)."""
     monkeypatch.setattr(verify, "_READ", 512)
     monkeypatch.setattr(verify, "_INFLATE", 4096)
-    seen = {"pools": 0, "results": 0}
+    seen = {"pools": 0, "results": 0, "threads": 0, "processes": 0}
     real_init, real_result = verify._Pool.__init__, verify._Pool._result
+    threads_init, threads_apply = verify._Threads.__init__, verify._Threads.apply_oldest
 
     def init(self: verify._Pool, workers: int) -> None:
         seen["pools"] += 1
+        seen["processes"] += 1
         real_init(self, workers)
 
     def result(self: verify._Pool, ticket: int) -> Any:
@@ -50,8 +53,20 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
         seen["results"] += got is not None
         return got
 
+    def init_threads(self: verify._Threads, workers: int) -> None:
+        seen["pools"] += 1
+        seen["threads"] += 1
+        threads_init(self, workers)
+
+    def apply_threads(self: verify._Threads, engine: Any, lineno: int) -> int:
+        future = self.pending[0][0]
+        seen["results"] += future.exception() is None
+        return threads_apply(self, engine, lineno)
+
     monkeypatch.setattr(verify._Pool, "__init__", init)
     monkeypatch.setattr(verify._Pool, "_result", result)
+    monkeypatch.setattr(verify._Threads, "__init__", init_threads)
+    monkeypatch.setattr(verify._Threads, "apply_oldest", apply_threads)
     yield seen
 
 
@@ -118,6 +133,10 @@ TAMPERS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
     "wrong prevs, valid hashes": lambda lines: _each(lines, range(300, 331), _wrong_prev),
     "renamed prev key, valid hashes": lambda lines: _each(
         lines, range(300, 331), lambda line: line.replace(b'","prev":"', b'","PREV":"')),
+    "duplicated key, valid hashes": lambda lines: _each(
+        lines, range(300, 302), lambda line: line.replace(b'"verdict":"ALLOW"', b'"verdict":"ALLOW","verdict":"DENY"')),
+    "spaced, valid hashes": lambda lines: _each(
+        lines, range(420, 421), lambda line: line.replace(b'"body":{"action":', b'"body":{ "action":')),
     "pristine": lambda lines: lines,
     "flip body": lambda lines: [*lines[:300], _flip(lines[300], "body"), *lines[301:]],
     "flip hash": lambda lines: [*lines[:300], _flip(lines[300], "hash"), *lines[301:]],
@@ -149,11 +168,19 @@ def test_workers_and_bulk_path_match_line_by_line(
     reference, *others = verdicts(logbook, path, monkeypatch)
     assert others == [reference] * 5
     assert small_blocks["pools"] == 3
+    assert small_blocks["threads"] == (2 if verify._native is not None else 0)
     assert small_blocks["results"] > 20
     assert reference["ok"] is (tamper in ("pristine", "empty line"))
     if "valid hashes" in tamper:
         kinds = {p["kind"] for p in reference["problems"] if p["seq"] is not None and 300 <= p["seq"] <= 330}
-        assert kinds == ({"broken_link"} if "prevs" in tamper else {"malformed"})
+        expected = {"wrong prevs, valid hashes": {"broken_link"}, "renamed prev key, valid hashes": {"malformed"},
+                    "duplicated key, valid hashes": {"hash_mismatch", "broken_link"}, "spaced, valid hashes": set()}
+        assert kinds == expected[tamper]
+    if tamper in ("duplicated key, valid hashes", "spaced, valid hashes"):  # hashes over non-canonical bytes
+        seqs = [300, 301] if "key" in tamper else [420]
+        mismatches = [p for p in reference["problems"] if p["kind"] == "hash_mismatch"]
+        assert [p["seq"] for p in mismatches] == seqs
+        assert all("not its canonical JSON" in p["detail"] for p in mismatches)
 
 
 def test_an_unreadable_line_is_attributed_to_the_seq_due_there(logbook: Logbook) -> None:
@@ -188,7 +215,10 @@ def test_damaged_and_truncated_streams_match(
 def test_zlib_fallback_gives_the_same_verdicts(logbook: Logbook, monkeypatch: pytest.MonkeyPatch) -> None:
     data = logbook.export("full.ndjson.gz").read_bytes()
     paths = []
-    for name, body in (("whole.gz", data), ("garbage.gz", data + b"junk"), ("two.gz", data + data)):
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 0xFF
+    for name, body in (("whole.gz", data), ("garbage.gz", data + b"junk"), ("two.gz", data + data),
+                       ("cut.gz", data[: len(data) * 2 // 3]), ("damaged.gz", bytes(damaged))):
         paths.append(logbook.tmp / name)
         paths[-1].write_bytes(body)
 
@@ -196,11 +226,20 @@ def test_zlib_fallback_gives_the_same_verdicts(logbook: Logbook, monkeypatch: py
         return [outcome(verify_chain(witness=logbook.witness_uri, export=p, public_keys=logbook.keys_json))
                 for p in paths]
 
-    fast = checks()
+    def kinds(results: list[dict[str, Any]]) -> list[list[tuple[int | None, str]]]:
+        return [[(p["seq"], p["kind"]) for p in r["problems"]] for r in results]
+
+    fast = checks()  # ISA-L's igzip decompressor
+    monkeypatch.setattr(verify, "_igzip", None)
+    isal_zlib = checks()  # ISA-L through zlib's API
     monkeypatch.setattr(verify, "_inflate", zlib)
-    assert checks() == fast
-    assert [r["ok"] for r in fast] == [True, False, False]
+    stdlib = checks()
+    assert isal_zlib[:3] == stdlib[:3] == fast[:3]  # the damaged cases differ only in the inflater's wording
+    assert kinds(isal_zlib) == kinds(stdlib) == kinds(fast)
+    assert [r["ok"] for r in fast] == [True, False, False, False, False]
     assert [(p["seq"], p["kind"]) for p in fast[1]["problems"]] == [(None, "garbage")]
+    assert (None, "truncated") in kinds(fast)[3]
+    assert (None, "garbage") in kinds(fast)[4]
 
 
 def sealed_book(tmp: Path, retired: int) -> Logbook:
@@ -266,6 +305,7 @@ def test_a_worker_that_dies_changes_nothing(
     path = write_export(logbook.tmp / "t.gz", TAMPERS["swapped"](lines))
     reference = outcome(verify_chain(witness=logbook.witness_uri, export=path, public_keys=logbook.keys_json,
                                      workers=1))
+    monkeypatch.setattr(verify, "_scan", verify._scan_py)  # worker processes serve the Python scan
     real_work = verify._work
 
     def dies_after_three(conn: Any, shared: Any) -> None:
