@@ -46,6 +46,8 @@ try:
     from arxctl.chain import _native
 except ImportError:  # built without a C compiler: the same scan in Python
     _native = None  # type: ignore[assignment]
+if os.environ.get("ARXCTL_NO_NATIVE") == "1":
+    _native = None  # type: ignore[assignment]
 
 SIGNATURE_KINDS = frozenset({"bad_signature", "unknown_key", "key_not_valid"})
 HISTORY_KINDS = frozenset({
@@ -971,10 +973,8 @@ def _seal_stop(raw: bytes, seq: int, sealed: dict[bytes, int], watch_seal: bool)
     return at is not None and seq > at
 
 
-_scan: Callable[..., _ScanResult] = (
-    _scan_py if _native is None or os.environ.get("ARXCTL_NO_NATIVE") == "1" else _native.scan
-)
-"""The bulk scan: C when built (ARXCTL_NO_NATIVE=1 forces the Python one), Python otherwise."""
+_scan: Callable[..., _ScanResult] = _scan_py if _native is None else _native.scan
+"""The bulk scan: C when built (ARXCTL_NO_NATIVE=1 makes it Python), Python otherwise."""
 
 
 def _canonical(raw: bytes) -> bool:

@@ -71,7 +71,8 @@ def verify(
     format: Annotated[VerifyFormat, typer.Option("--format", "-f")] = VerifyFormat.text,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", min=1, help="Processes sharing the hashing of --export (default: CPUs, at most 4)."),
+        typer.Option("--workers", min=1, help="Threads scanning --export while one inflates it (default: CPUs, at "
+                     "most 4; 1: everything on one thread)."),
     ] = None,
     state: StateOpt = None,
 ) -> None:

@@ -7,8 +7,11 @@ codes (SHA-NI and portable C). In CI the extension must have been built (`make t
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -237,3 +240,22 @@ def test_a_float_leaves_the_c_scan_and_verifies_the_same(lines: list[bytes]) -> 
     assert native.scan(block, 0, 0, [], {}, False, None, None)[0] == 0
     assert verify._scan_py(block, 0, 0, [], {}, False, None, None)[0] == 1
     assert verify.verify_lines([floaty]).ok
+
+
+def test_without_the_extension_the_verdict_is_the_same(logbook: Logbook) -> None:
+    """ARXCTL_NO_NATIVE=1 (what an install without a C compiler runs): same result, problems included."""
+    lines = read_export(logbook.export("full.ndjson.gz"))
+    lines[300] = lines[300].replace(b'"verdict":"ALLOW"', b'"verdict":"DENY"')
+    del lines[420]
+    path = logbook.tmp / "tampered.ndjson.gz"
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    script = ("import sys, orjson; from arxctl.chain import verify; "
+              "r = verify.verify_chain(witness=sys.argv[1], export=sys.argv[2], public_keys=sys.argv[3], workers=2); "
+              "sys.stdout.buffer.write(orjson.dumps([verify.scan_backend(), r.to_dict()]))")
+    args = [sys.executable, "-c", script, logbook.witness_uri, str(path), str(logbook.keys_json)]
+    python = orjson.loads(subprocess.run(args, env={**os.environ, "ARXCTL_NO_NATIVE": "1"}, capture_output=True,
+                                         check=True, timeout=120).stdout)
+    c = orjson.loads(subprocess.run(args, capture_output=True, check=True, timeout=120).stdout)
+    assert python[0] == "python" and c[0].startswith("c/")
+    assert python[1] == c[1]
+    assert {p["kind"] for p in c[1]["problems"]} >= {"hash_mismatch", "missing"}
