@@ -112,3 +112,29 @@ def moto_endpoint() -> Iterator[str]:
     yield endpoint
     server.stop()
     mp.undo()
+
+
+def mutate(lines: list[bytes], ops: list[tuple[str, int, int]]) -> list[bytes]:
+    """Lines edited by `ops` (op, line index, salt): flip a bit, delete, duplicate, swap with the next, insert a
+    blank line, cut short, or insert a copy with a backslash in it."""
+    out = list(lines)
+    for op, at, salt in ops:
+        if not out:
+            break
+        at %= len(out)
+        if op == "flip" and out[at]:
+            i = salt % len(out[at])
+            out[at] = out[at][:i] + bytes([out[at][i] ^ (1 + salt % 127)]) + out[at][i + 1:]
+        elif op == "delete":
+            del out[at]
+        elif op == "duplicate":
+            out.insert(at, out[at])
+        elif op == "swap" and at + 1 < len(out):
+            out[at], out[at + 1] = out[at + 1], out[at]
+        elif op == "blank":
+            out.insert(at, b"")
+        elif op == "cut":
+            out[at] = out[at][: salt % (len(out[at]) + 1)]
+        elif op == "escape":
+            out.insert(at, out[at][: salt % 50] + b"\\" + out[at][salt % 50:])
+    return out

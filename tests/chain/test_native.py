@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from arxctl.canonical import canonical_bytes
 from arxctl.chain import verify
 from arxctl.chain.records import Record
-from tests.chain.conftest import Logbook, build, read_export
+from tests.chain.conftest import Logbook, build, mutate, read_export
 
 native = pytest.importorskip("arxctl.chain._native") if os.environ.get("CI") != "true" else None
 if native is None:
@@ -107,7 +107,7 @@ def test_sealed_agents_end_the_run_where_python_does(backend: str, lines: list[b
 
 
 BLOCK_EDITS = st.lists(
-    st.tuples(st.sampled_from(["flip", "delete", "duplicate", "swap", "blank", "cut", "insert"]),
+    st.tuples(st.sampled_from(["flip", "delete", "duplicate", "swap", "blank", "cut", "escape"]),
               st.integers(min_value=0, max_value=199), st.integers(min_value=0, max_value=100_000)),
     max_size=4,
 )
@@ -131,26 +131,7 @@ def test_any_block_gets_the_same_scan(
     offset: int, targets: list[int], sealed: dict[bytes, int], watch_seal: bool, expect: str,
     final_newline: bool,
 ) -> None:
-    out = list(lines[first:first + 200])
-    for op, at, salt in edits:
-        at %= max(1, len(out))
-        if not out:
-            break
-        if op == "flip" and out[at]:
-            i = salt % len(out[at])
-            out[at] = out[at][:i] + bytes([out[at][i] ^ (1 + salt % 127)]) + out[at][i + 1:]
-        elif op == "delete":
-            del out[at]
-        elif op == "duplicate":
-            out.insert(at, out[at])
-        elif op == "swap" and at + 1 < len(out):
-            out[at], out[at + 1] = out[at + 1], out[at]
-        elif op == "blank":
-            out.insert(at, b"")
-        elif op == "cut":
-            out[at] = out[at][: salt % (len(out[at]) + 1)]
-        elif op == "insert":
-            out.insert(at, out[at][: salt % 50] + b"\\" + out[at][salt % 50:])
+    out = mutate(lines[first:first + 200], edits)
     block = b"\n".join(out) + (b"\n" if final_newline else b"")
     pos = 0 if start_byte is None else start_byte % (len(block) + 1)
     head = Record.from_line(lines[first])

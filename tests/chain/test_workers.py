@@ -24,7 +24,7 @@ from arxctl.chain.verify import ChainVerification, verify_chain
 from arxctl.chain.witness import FileWitness
 from arxctl.errors import InputError
 from arxctl.store.sqlite import Store
-from tests.chain.conftest import Logbook, read_export, write_export
+from tests.chain.conftest import Logbook, mutate, read_export, write_export
 
 
 def outcome(result: ChainVerification) -> dict[str, Any]:
@@ -336,26 +336,6 @@ MUTATIONS = st.lists(
               st.integers(min_value=1, max_value=600), st.integers(min_value=0, max_value=10_000)),
     min_size=1, max_size=4,
 )
-
-
-def mutate(lines: list[bytes], ops: list[tuple[str, int, int]]) -> list[bytes]:
-    out = list(lines)
-    for op, at, salt in ops:
-        at = min(at, len(out) - 1)
-        if op == "flip" and out[at]:
-            i = salt % len(out[at])
-            out[at] = out[at][:i] + bytes([out[at][i] ^ (1 + salt % 127)]) + out[at][i + 1:]
-        elif op == "delete":
-            del out[at]
-        elif op == "duplicate":
-            out.insert(at, out[at])
-        elif op == "swap" and at + 1 < len(out):
-            out[at], out[at + 1] = out[at + 1], out[at]
-        elif op == "blank":
-            out.insert(at, b"")
-        elif op == "cut":
-            out[at] = out[at][: salt % (len(out[at]) + 1)]
-    return out
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
