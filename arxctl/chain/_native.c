@@ -871,6 +871,7 @@ static PyObject *py_scan(PyObject *self, PyObject *args) {
     if (expect_seq_obj != Py_None) {
         s.expect_seq = PyLong_AsLongLong(expect_seq_obj);
         if (s.expect_seq == -1 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) goto done;
             PyErr_Clear();
             s.expect_seq = -2; /* beyond what the scan reads: no run starts */
         }
@@ -1031,7 +1032,8 @@ static PyObject *py_newlines(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(count);
 }
 
-PyDoc_STRVAR(use_doc, "use(name, /)\n--\n\nSelect the SHA-256 code: 'sha-ni' (if the CPU has it) or 'portable'.");
+PyDoc_STRVAR(use_doc, "use(name, /)\n--\n\nSelect the SHA-256 code: 'sha-ni' (if the CPU has it) or 'portable'.\n"
+                      "For tests: not to be called while a scan runs on another thread.");
 
 static PyObject *py_use(PyObject *self, PyObject *arg) {
     const char *name = PyUnicode_AsUTF8(arg);

@@ -153,6 +153,9 @@ def test_bad_arguments_raise_not_crash(lines: list[bytes]) -> None:
         native.scan(lines[0], 0, 0, [], {"not": 1}, False, None, None)
     with pytest.raises(TypeError):
         native.scan(lines[0], 0, 0, [], {}, False, None, "not bytes")
+    with pytest.raises(TypeError):
+        native.scan(lines[0], 0, 0, [], {}, False, "1", None)
+    assert native.scan(lines[0], 0, 0, [], {}, False, 10**30, None)[0] == 0
     with pytest.raises(ValueError, match="not available"):
         native.use("sha-512")
 
