@@ -22,18 +22,11 @@ from hashlib import sha256
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
-try:
-    from isal import igzip_lib as _igzip
-    from isal import isal_zlib as _inflate
-except ImportError:
-    import zlib as _inflate
-
-    _igzip = None
-
+from arxctl import ndjson
 from arxctl.canonical import canonical_bytes
 from arxctl.chain.checkpoints import Checkpoint, prefix
 from arxctl.chain.keys import Keyring, keyring_from_store, load_keyring
@@ -169,99 +162,19 @@ def read_blocks(path: Path, problems: list[Problem]) -> Iterator[Block]:
         raise InputError(f"{path}: cannot read the export: {exc.strerror}") from None
     _reuse_heap_for_blocks()
     with handle:
-        gzipped = handle.read(2) == b"\x1f\x8b"
-        handle.seek(0)
-        if not gzipped:
-            chunks: Iterator[bytes] = iter(lambda: handle.read(_INFLATE), b"")
-        elif _igzip is not None:
-            chunks = _igzip_chunks(handle, problems)
-        else:
-            chunks = _zlib_chunks(handle, problems)
         rest = b""
-        for out in chunks:
-            cut = out.rfind(b"\n") + 1
-            if cut:
-                yield Block(rest, out, cut)
-                rest = out[cut:]
-            else:
-                rest += out
+        try:
+            for out in ndjson.Chunks(handle, read_size=_READ, chunk_size=_INFLATE):
+                cut = out.rfind(b"\n") + 1
+                if cut:
+                    yield Block(rest, out, cut)
+                    rest = out[cut:]
+                else:
+                    rest += out
+        except ndjson.GzipDamage as exc:
+            problems.append(Problem(None, "truncated" if exc.kind == "truncated" else "garbage", str(exc)))
         if rest:
             yield Block(b"", rest, len(rest))
-
-
-def _igzip_chunks(handle: BinaryIO, problems: list[Problem]) -> Iterator[bytes]:
-    """Inflate gzip members with ISA-L's decompressor, which releases the GIL (scan threads run meanwhile)."""
-    assert _igzip is not None
-    buffer = bytearray(_READ)  # one buffer for every read: fresh ones cost a page fault per 4 KiB
-    view = memoryview(buffer)
-    inflater = _igzip.IgzipDecompressor(flag=_igzip.DECOMP_GZIP)
-    offset = 0
-    while True:
-        data: bytes | memoryview = b""
-        if inflater.eof:
-            data = inflater.unused_data
-            if not data:
-                got = handle.readinto(buffer)
-                if not got:
-                    return
-                offset += got
-                data = bytes(view[:got])
-            if data[:2] != b"\x1f\x8b":
-                problems.append(Problem(None, "garbage", "bytes after the compressed stream at byte "
-                                                         f"{offset - len(data)}"))
-                return
-            inflater = _igzip.IgzipDecompressor(flag=_igzip.DECOMP_GZIP)
-        elif inflater.needs_input:
-            got = handle.readinto(buffer)
-            if not got:
-                problems.append(Problem(None, "truncated", "the compressed stream ends before its end marker"))
-                return
-            offset += got
-            data = view[:got]
-        try:
-            out = inflater.decompress(data, _INFLATE)
-        except _igzip.error as exc:
-            problems.append(Problem(None, "garbage", f"the compressed stream is damaged near byte {offset}: {exc}"))
-            return
-        if out:
-            yield out
-
-
-def _zlib_chunks(handle: BinaryIO, problems: list[Problem]) -> Iterator[bytes]:
-    """Inflate gzip members with zlib's API (python-isal's when installed, else the standard library's)."""
-    buffer = bytearray(_READ)
-    view = memoryview(buffer)
-    inflater = _inflate.decompressobj(31)
-    new_member = False
-    offset = 0
-    data: bytes | memoryview
-    while got := handle.readinto(buffer):
-        data = view[:got]
-        while data:
-            if new_member:
-                if data[:2] != b"\x1f\x8b":
-                    problems.append(Problem(None, "garbage", f"bytes after the compressed stream at byte {offset}"))
-                    return
-                inflater = _inflate.decompressobj(31)
-                new_member = False
-            try:
-                out = inflater.decompress(data, _INFLATE)
-            except _inflate.error as exc:
-                problems.append(
-                    Problem(None, "garbage", f"the compressed stream is damaged near byte {offset}: {exc}")
-                )
-                return
-            if out:
-                yield out
-            if inflater.eof:
-                offset += len(data) - len(inflater.unused_data)
-                data = inflater.unused_data
-                new_member = True
-            else:
-                offset += len(data) - len(inflater.unconsumed_tail)
-                data = inflater.unconsumed_tail
-    if not new_member:
-        problems.append(Problem(None, "truncated", "the compressed stream ends before its end marker"))
 
 
 def split_lines(block: bytes) -> list[bytes]:

@@ -31,11 +31,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any
 import msgspec
 import orjson
 
-try:
-    from isal import isal_zlib as _INFLATE
-except ImportError:  # no wheel for this platform: the standard library's zlib, a third as fast
-    _INFLATE = zlib  # type: ignore[no-redef]
-
+from arxctl import ndjson
 from arxctl.clock import format_ts, parse_ts
 from arxctl.durations import parse_duration
 from arxctl.errors import InputError
@@ -74,7 +70,6 @@ _NULL = msgspec.Raw(b"null")
 _UNSET = msgspec.Raw(b"")
 _ABSENT = ("absent",)
 _VERDICT_SET = frozenset(VERDICTS)
-_GZIP_MAGIC = b"\x1f\x8b"
 _LATENESS_US = 3600 * _US
 _PRUNE_AT = 256
 _WHERE_SHIFT = 40
@@ -329,45 +324,16 @@ def read_chunks(source: Source, index: int, *, read_size: int = READ_SIZE) -> It
 
 
 def _stream_chunks(stream: IO[bytes], source: Source, index: int, read_size: int) -> Iterator[Chunk]:
-    head = stream.read(read_size)
-    gzipped = head[:2] == _GZIP_MAGIC
-    inflater = _INFLATE.decompressobj(31) if gzipped else None
-    consumed = 0
-    tail = b""
+    reader = ndjson.Chunks(stream, read_size=read_size, chunk_size=read_size)  # chunks that stay in the CPU's cache
     line_no = 1
-    block = head
-    while block:
-        consumed += len(block)
-        if inflater is not None:
-            data = _inflate(inflater, block, source)
-            while inflater.eof and inflater.unused_data:
-                rest = inflater.unused_data
-                inflater = _INFLATE.decompressobj(31)
-                data += _inflate(inflater, rest, source)
-        else:
-            data = block
-        if data:
-            lines = data.split(b"\n")
-            if tail:
-                lines[0] = tail + lines[0]
-            utf8 = _utf8(data) and _utf8(tail)
-            tail = lines.pop()
-            if lines:
-                yield Chunk(index, line_no, lines, utf8, consumed)
-                line_no += len(lines)
-            del lines
-        block = stream.read(read_size)
-    if inflater is not None and not inflater.eof:
-        raise InputError(f"{source.display}: the gzip stream is truncated (after {line_no - 1} lines)")
-    if tail:
-        yield Chunk(index, line_no, [tail], _utf8(tail), consumed)
-
-
-def _inflate(inflater: Any, block: bytes, source: Source) -> bytes:
     try:
-        return inflater.decompress(block)
-    except _INFLATE.error as exc:
-        raise InputError(f"{source.display}: not a valid gzip stream: {exc}") from None
+        for lines, data in ndjson.line_batches(reader):
+            yield Chunk(index, line_no, lines, _utf8(data) and _utf8(lines[0]), reader.consumed)
+            line_no += len(lines)
+    except ndjson.GzipDamage as exc:
+        if exc.kind == "truncated":
+            raise InputError(f"{source.display}: the gzip stream is truncated (after {line_no - 1} lines)") from None
+        raise InputError(f"{source.display}: not a valid gzip stream: {exc.reason or exc}") from None
 
 
 def _utf8(data: bytes) -> bool:

@@ -7,7 +7,7 @@ even when the platform denied it).
 
 from __future__ import annotations
 
-import gzip
+import itertools
 import sqlite3
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
+from arxctl import ndjson
 from arxctl.canonical import digest
 from arxctl.clock import format_ts, parse_ts
 from arxctl.errors import InputError
@@ -68,7 +69,9 @@ DEFAULT_ACTOR = "arxctl-drift"
 UNKNOWN = "unknown"
 CLEARANCES = {"agent.reactivated": "reactivation", "agent.unthrottled": "unthrottle"}
 _BATCH = 5000
-_GZIP_MAGIC = b"\x1f\x8b"
+_READ_SIZE = 1 << 15
+_CHUNK_SIZE = 1 << 17
+"""Activity is inflated in small chunks: a drift check holds one at a time, its memory stays flat and small."""
 
 
 Observation = tuple[str, str, str, str]
@@ -538,27 +541,22 @@ def _checked(data: Any, where: str, line: bytes) -> Event:
 
 
 @contextmanager
-def open_activity(path: Path) -> Iterator[IO[bytes]]:
-    """An activity file opened for streaming; gzip is recognised by its magic bytes, whatever the name."""
+def open_activity(path: Path) -> Iterator[Iterator[bytes]]:
+    """The lines of an activity file, streamed; gzip is recognised by its magic bytes, whatever the name."""
     try:
-        raw = path.open("rb")
+        raw = path.open("rb", buffering=0)
     except OSError as exc:
         raise InputError(f"{path}: cannot read the activity file: {exc.strerror or exc}") from None
-    try:
-        if raw.peek(2)[:2] == _GZIP_MAGIC:  # type: ignore[attr-defined]
-            with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-                yield unzipped  # type: ignore[misc]
-        else:
-            yield raw
-    finally:
-        raw.close()
+    with raw:
+        chunks = ndjson.Chunks(raw, read_size=_READ_SIZE, chunk_size=_CHUNK_SIZE)
+        yield itertools.chain.from_iterable(lines for lines, _ in ndjson.line_batches(chunks))
 
 
-def iter_activity(stream: IO[bytes], name: str) -> Iterator[Event]:
-    """Events from an NDJSON stream, one line at a time; blank lines are skipped."""
+def iter_activity(lines: Iterable[bytes], name: str) -> Iterator[Event]:
+    """Events from NDJSON lines (a binary stream, or `open_activity`), one line at a time; blank lines are skipped."""
     number = 0
     try:
-        for line in stream:
+        for line in lines:
             number += 1
             if not line.strip():
                 continue
@@ -568,7 +566,7 @@ def iter_activity(stream: IO[bytes], name: str) -> Iterator[Event]:
                 col = min(exc.pos, len(line.rstrip(b"\r\n"))) + 1
                 raise InputError(f"{name}:{number}:{col}: not valid JSON: {exc.msg}") from None
             yield event_from_dict(data, f"{name}:{number}", line)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, ndjson.GzipDamage) as exc:
         raise InputError(f"{name}:{number + 1}: cannot read the activity stream: {exc}") from None
 
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from arxctl import ndjson
 from arxctl.chain import checkpoints as cps
 from arxctl.chain import keys, verify
 from arxctl.chain import store as chain
@@ -230,9 +231,9 @@ def test_zlib_fallback_gives_the_same_verdicts(logbook: Logbook, monkeypatch: py
         return [[(p["seq"], p["kind"]) for p in r["problems"]] for r in results]
 
     fast = checks()  # ISA-L's igzip decompressor
-    monkeypatch.setattr(verify, "_igzip", None)
+    monkeypatch.setattr(ndjson, "_igzip", None)
     isal_zlib = checks()  # ISA-L through zlib's API
-    monkeypatch.setattr(verify, "_inflate", zlib)
+    monkeypatch.setattr(ndjson, "_inflate", zlib)
     stdlib = checks()
     assert isal_zlib[:3] == stdlib[:3] == fast[:3]  # the damaged cases differ only in the inflater's wording
     assert kinds(isal_zlib) == kinds(stdlib) == kinds(fast)
