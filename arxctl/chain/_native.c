@@ -274,24 +274,6 @@ static size_t pad_message(uint8_t *out, const uint8_t *const *parts, const size_
     return blocks;
 }
 
-/* SHA-256 of two padded messages, interleaved while both have blocks left. */
-static void hash_pair(const uint8_t *ma, size_t ba, uint8_t outa[32], const uint8_t *mb, size_t bb,
-                      uint8_t outb[32]) {
-    uint32_t sa[8], sb[8];
-    memcpy(sa, H256, sizeof sa);
-    memcpy(sb, H256, sizeof sb);
-    size_t both = ba < bb ? ba : bb;
-    compress2(sa, ma, sb, mb, both);
-    if (ba > both) compress(sa, ma + 64 * both, ba - both);
-    if (bb > both) compress(sb, mb + 64 * both, bb - both);
-    for (int k = 0; k < 8; k++) {
-        for (int j = 0; j < 4; j++) {
-            outa[4 * k + j] = (uint8_t)(sa[k] >> (24 - 8 * j));
-            outb[4 * k + j] = (uint8_t)(sb[k] >> (24 - 8 * j));
-        }
-    }
-}
-
 /* SHA-256(0x01 || left || right): a Merkle interior node (65 bytes: always two blocks). */
 static void node_hash(const uint8_t left[32], const uint8_t right[32], uint8_t out[32]) {
     uint8_t msg[128];
@@ -406,17 +388,57 @@ typedef struct {
     uint8_t close;      /* '}' or ']' */
 } jframe;
 
-static int canonical_json(const uint8_t *p, Py_ssize_t n) {
-    const uint8_t *const end = p + n;
+enum { J_FAIL = -1, J_VALUE, J_KEY, J_AFTER, J_OK };
+
+/* A canonical-JSON check that can stop at a token boundary once it passes a byte and go on later: the scan
+ * runs it a slice at a time between SHA-256 blocks, so the parsing fills the time the SHA unit waits. */
+typedef struct {
+    const uint8_t *p;
+    const uint8_t *end;
+    int depth;
+    int state;
     jframe stack[MAX_DEPTH];
-    int depth = 0;
+} jparse;
+
+static void jp_init(jparse *j, const uint8_t *p, Py_ssize_t n) {
+    j->p = p;
+    j->end = p + n;
+    j->depth = 0;
+    j->state = J_VALUE;
+}
+
+/* Parse until a token starts at or past `limit` (or the end); returns the state: J_OK, J_FAIL or where to go on. */
+static int jp_run(jparse *j, const uint8_t *limit) {
+    const uint8_t *p = j->p;
+    const uint8_t *const end = j->end;
+    jframe *const stack = j->stack;
+    int depth = j->depth;
     int escaped = 0;
+    switch (j->state) {
+    case J_VALUE:
+        goto value;
+    case J_KEY:
+        goto key;
+    case J_AFTER:
+        goto after;
+    default:
+        return j->state;
+    }
+pause:
+    j->p = p;
+    j->depth = depth;
+    return j->state;
+fail:
+    return j->state = J_FAIL;
 value:
-    if (p >= end) return 0;
+    if (p >= limit) {
+        j->state = J_VALUE;
+        goto pause;
+    }
     switch (*p) {
     case '{':
     case '[':
-        if (depth == MAX_DEPTH) return 0;
+        if (depth == MAX_DEPTH) goto fail;
         stack[depth].close = *p == '{' ? '}' : ']';
         stack[depth].key = NULL;
         depth++;
@@ -430,73 +452,111 @@ value:
         goto key;
     case '"':
         p = j_string(p + 1, end, &escaped);
-        if (!p) return 0;
+        if (!p) goto fail;
         p++;
         goto after;
     case 't':
-        if (end - p < 4 || memcmp(p, "true", 4) != 0) return 0;
+        if (end - p < 4 || memcmp(p, "true", 4) != 0) goto fail;
         p += 4;
         goto after;
     case 'f':
-        if (end - p < 5 || memcmp(p, "false", 5) != 0) return 0;
+        if (end - p < 5 || memcmp(p, "false", 5) != 0) goto fail;
         p += 5;
         goto after;
     case 'n':
-        if (end - p < 4 || memcmp(p, "null", 4) != 0) return 0;
+        if (end - p < 4 || memcmp(p, "null", 4) != 0) goto fail;
         p += 4;
         goto after;
     default: {
         const int negative = *p == '-';
         if (negative) p++;
-        if (p >= end) return 0;
+        if (p >= end) goto fail;
         if (*p == '0') {
-            if (negative) return 0; /* -0 reads back as 0 */
+            if (negative) goto fail; /* -0 reads back as 0 */
             p++;
         } else if (*p >= '1' && *p <= '9') {
             const uint8_t *first = p;
             while (p < end && *p >= '0' && *p <= '9') p++;
-            if (p - first > MAX_DIGITS) return 0;
+            if (p - first > MAX_DIGITS) goto fail;
         } else {
-            return 0;
+            goto fail;
         }
-        if (p < end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9'))) return 0;
+        if (p < end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9'))) goto fail;
         goto after;
     }
     }
 key:
-    if (p >= end || *p != '"') return 0;
+    if (p >= limit) {
+        j->state = J_KEY;
+        goto pause;
+    }
+    if (*p != '"') goto fail;
     {
         const uint8_t *start = p + 1;
         escaped = 0;
         const uint8_t *stop = j_string(start, end, &escaped);
-        if (!stop || escaped) return 0;
+        if (!stop || escaped) goto fail;
         const size_t len = (size_t)(stop - start);
         jframe *f = &stack[depth - 1];
         if (f->key) {
             size_t k = 0;
             const size_t common = f->keylen < len ? f->keylen : len;
             while (k < common && f->key[k] == start[k]) k++;
-            if (k < common ? f->key[k] > start[k] : f->keylen >= len) return 0;
+            if (k < common ? f->key[k] > start[k] : f->keylen >= len) goto fail;
         }
         f->key = start;
         f->keylen = len;
         p = stop + 1;
-        if (p >= end || *p != ':') return 0;
+        if (p >= end || *p != ':') goto fail;
         p++;
         goto value;
     }
 after:
-    if (depth == 0) return p == end;
-    if (p >= end) return 0;
+    if (depth == 0) return j->state = p == end ? J_OK : J_FAIL;
+    if (p >= limit) {
+        j->state = J_AFTER;
+        goto pause;
+    }
     if (*p == ',') {
         p++;
         if (stack[depth - 1].close == '}') goto key;
         goto value;
     }
-    if (*p != stack[depth - 1].close) return 0;
+    if (*p != stack[depth - 1].close) goto fail;
     p++;
     depth--;
     goto after;
+}
+
+static int canonical_json(const uint8_t *p, Py_ssize_t n) {
+    jparse j;
+    jp_init(&j, p, n);
+    return jp_run(&j, j.end) == J_OK;
+}
+
+/* SHA-256 of two padded messages, interleaved while both have blocks left, with the canonical-JSON check of
+ * the line run a slice after each pair of blocks (the parsing fills the time the SHA unit waits). */
+static void hash_pair(const uint8_t *ma, size_t ba, uint8_t outa[32], const uint8_t *mb, size_t bb,
+                      uint8_t outb[32], jparse *json) {
+    uint32_t sa[8], sb[8];
+    memcpy(sa, H256, sizeof sa);
+    memcpy(sb, H256, sizeof sb);
+    const size_t both = ba < bb ? ba : bb;
+    const Py_ssize_t step = (json->end - json->p) / (Py_ssize_t)(both + 1) + 1;
+    const uint8_t *limit = json->p;
+    for (size_t k = 0; k < both; k++) {
+        compress2(sa, ma + 64 * k, sb, mb + 64 * k, 1);
+        limit += step;
+        if (json->state >= J_VALUE && json->state <= J_AFTER) jp_run(json, limit < json->end ? limit : json->end);
+    }
+    if (ba > both) compress(sa, ma + 64 * both, ba - both);
+    if (bb > both) compress(sb, mb + 64 * both, bb - both);
+    for (int k = 0; k < 8; k++) {
+        for (int i = 0; i < 4; i++) {
+            outa[4 * k + i] = (uint8_t)(sa[k] >> (24 - 8 * i));
+            outb[4 * k + i] = (uint8_t)(sb[k] >> (24 - 8 * i));
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -582,6 +642,7 @@ typedef struct {
     size_t ncaptures;
     uint8_t *msga, *msgb; /* the two padded messages of a record */
     size_t msgcap;
+    jparse json; /* the canonical-JSON check of the record being hashed */
     int nomem;
 } scan_t;
 
@@ -733,7 +794,9 @@ static void run_scan(scan_t *s) {
         size_t ba = pad_message(s->msga, record_parts, record_lens, 2);
         size_t bb = pad_message(s->msgb, leaf_parts, leaf_lens, 2);
         uint8_t digest[32], node[32];
-        hash_pair(s->msga, ba, digest, s->msgb, bb, node);
+        jparse *const json = &s->json;
+        jp_init(json, raw, n);
+        hash_pair(s->msga, ba, digest, s->msgb, bb, node, json);
         const uint8_t *stored = raw + i + 16;
         int match = 1;
         for (int k = 0; k < 32; k++) {
@@ -742,7 +805,7 @@ static void run_scan(scan_t *s) {
                 break;
             }
         }
-        if (!match || !canonical_json(raw, n)) break;
+        if (!match || jp_run(json, json->end) != J_OK) break;
         if (seal_stop(s, raw, n, seq)) break;
         if (!linklen) memcpy(s->prev0, raw + i + 90, HLEN), s->seq0 = seq;
         memcpy(s->last_h, raw + i + 9, HLEN);
