@@ -305,18 +305,28 @@ class _Engine:
         self.count, self.last_seq, self.last_hash = count, last_seq, last_hash
         return lineno
 
-    def take(self, block: bytes, lineno: int, start: int = 0) -> int:
-        """Check a block's lines from byte `start`: runs of regular records in bulk, every other line through `feed`."""
+    def take(self, block: bytes, lineno: int, start: int = 0, stop: int | None = None) -> int:
+        """Check the lines of `block[start:stop]`: runs of regular records in bulk, every other line through `feed`.
+
+        `block` is not copied (the C scan reads it through a memoryview bounded at `stop`).
+        """
+        size = len(block) if stop is None else stop
         if not self.complete:
-            return self.feed(split_lines(block[start:]), lineno)
-        watch_seal = _scan is not _scan_py or _SEALED in block
+            return self.feed(split_lines(block[start:size]), lineno)
+        if _scan is _scan_py:
+            if size != len(block):
+                block, start, size = block[start:size], 0, size - start
+            view: bytes | memoryview = block
+            watch_seal = _SEALED in block
+        else:
+            view = block if size == len(block) else memoryview(block)[:size]
+            watch_seal = True  # the C scan looks for seal records itself
         pos = start
-        size = len(block)
         while pos < size:
             if self.trailer is not None:
-                return self.feed(split_lines(block[pos:]), lineno)
+                return self.feed(split_lines(block[pos:size]), lineno)
             if self.jump is None:
-                scan = _scan(block, pos, self.count, self.targets, self.sealed, watch_seal, self.last_seq + 1,
+                scan = _scan(view, pos, self.count, self.targets, self.sealed, watch_seal, self.last_seq + 1,
                              self.last_hash)
                 done = self.settle(scan, self.count, self.sealed)
                 if done:
@@ -324,11 +334,19 @@ class _Engine:
                     lineno += done
                     if pos >= size:
                         break
-            end = block.find(b"\n", pos)
+            end = block.find(b"\n", pos, size)
             end = size if end < 0 else end
             lineno = self.feed([block[pos:end]], lineno)
             pos = end + 1
         return lineno
+
+    def take_block(self, block: Block, lineno: int) -> int:
+        """`take` for a block of `read_blocks`: its first line (begun in the previous read) apart, the rest in place."""
+        if not block.head:
+            return self.take(block.data, lineno, 0, block.end)
+        cut = block.data.find(b"\n", 0, block.end) + 1 or block.end
+        lineno = self.take(block.head + block.data[:cut], lineno)
+        return self.take(block.data, lineno, cut, block.end) if cut < block.end else lineno
 
     def settle(self, scan: _ScanResult, offset: int, sealed: dict[bytes, int]) -> int:
         """Take a scanned run of regular records if it continues the chain exactly here; returns how many it took."""
@@ -1105,7 +1123,7 @@ def _stream(engine: _Engine, blocks: Iterable[Block], lineno: int, workers: int)
     threaded = _scan is not _scan_py
     if workers < 2 or not engine.complete or not (threaded or sys.platform.startswith("linux")):
         for block in blocks:
-            lineno = engine.take(block.text(), lineno)
+            lineno = engine.take_block(block, lineno)
         return lineno
     pool: _Threads | _Pool | None = None
     first = True
@@ -1117,7 +1135,7 @@ def _stream(engine: _Engine, blocks: Iterable[Block], lineno: int, workers: int)
                 first = False
                 if pool is not None:
                     lineno = pool.drain(engine, lineno)
-                lineno = engine.take(block.text(), lineno)
+                lineno = engine.take_block(block, lineno)
                 continue
             if pool is None:
                 pool = _Threads(workers) if threaded else _Pool(workers)
