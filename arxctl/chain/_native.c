@@ -10,7 +10,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* memmem */
+#define _GNU_SOURCE /* memrchr */
 #endif
 #include <Python.h>
 
@@ -568,7 +568,7 @@ static const char HEX[] = "0123456789abcdef";
 #define HASHKEY ",\"hash\":\"sha256:"
 #define PREVKEY "\",\"prev\":\""
 #define SEQKEY "\",\"seq\":"
-#define SEALED "\"agent.sealed\""
+#define SEALED_END "\"type\":\"agent.sealed\"}" /* how a seal record ends: type is its last key */
 #define SLEN(s) (sizeof(s) - 1)
 #define HLEN 71 /* "sha256:" + 64 hex digits */
 
@@ -675,7 +675,10 @@ static int plain_string(const uint8_t *p, const uint8_t *end, const uint8_t **cl
 /* Whether the run must stop at this record because of seals: a seal record, an escaped or oddly placed agent
  * name while agents are sealed, or a record for an agent sealed before it. */
 static int seal_stop(const scan_t *s, const uint8_t *raw, Py_ssize_t n, long long seq) {
-    if (s->watch_seal && memmem(raw, (size_t)n, SEALED, SLEN(SEALED)) != NULL) return 1;
+    if (s->watch_seal && n >= (Py_ssize_t)SLEN(SEALED_END) &&
+        memcmp(raw + n - SLEN(SEALED_END), SEALED_END, SLEN(SEALED_END)) == 0) {
+        return 1;
+    }
     if (!s->sealed->slots) return 0;
     const uint8_t *end = raw + n, *close;
     if (raw[SLEN(ACTOR)] != '"') return 1;
@@ -731,9 +734,6 @@ static void run_scan(scan_t *s) {
     size_t linklen = 0;
     s->seq0 = -1;
     s->end = pos;
-    if (s->watch_seal && memmem(buf + pos, (size_t)(s->len - pos), SEALED, SLEN(SEALED)) == NULL) {
-        s->watch_seal = 0; /* no line from here on can hold it */
-    }
     while (pos < s->len) {
         const uint8_t *raw = buf + pos;
         const uint8_t *nl = memchr(raw, '\n', (size_t)(s->len - pos));

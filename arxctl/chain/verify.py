@@ -885,9 +885,10 @@ def _scan_py(
 
 
 def _seal_stop(raw: bytes, seq: int, sealed: dict[bytes, int], watch_seal: bool) -> bool:
-    """Whether a bulk run must end at this record: a seal record, or (agents being sealed) a record for a sealed
-    agent after its seal or one whose agent name the scan does not read literally (escaped, or out of place)."""
-    if watch_seal and _SEALED in raw:
+    """Whether a bulk run must end at this (canonical) record: a seal record (its type, the last key, ends the
+    line), or (agents being sealed) a record for a sealed agent after its seal or one whose agent name the scan
+    does not read literally (escaped, or out of place)."""
+    if watch_seal and raw.endswith(_SEALED_END):
         return True
     if not sealed:
         return False
