@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from arxctl.canonical import canonical_bytes
 from arxctl.chain import verify
 from arxctl.chain.records import Record
-from tests.chain.conftest import Logbook, build, mutate, read_export
+from tests.chain.conftest import Logbook, build, mutate, read_export, self_hashed
 
 native = pytest.importorskip("arxctl.chain._native") if os.environ.get("CI") != "true" else None
 if native is None:
@@ -245,12 +245,6 @@ def test_without_the_extension_the_verdict_is_the_same(logbook: Logbook) -> None
     assert {p["kind"] for p in c[1]["problems"]} >= {"hash_mismatch", "missing"}
 
 
-def _rehashed(line: bytes) -> bytes:
-    """The line with its stored hash replaced by the SHA-256 of its own bytes (so only the form can be wrong)."""
-    i = line.rindex(b',"hash":"sha256:')
-    return line[:i + 16] + hashlib.sha256(line[:i] + line[i + 81:]).hexdigest().encode() + line[i + 80:]
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(at=st.integers(min_value=0, max_value=10_000), edit=st.sampled_from(
     [b" ", b"\t", b"\\u0041", b"0", b"-0", b"1.0", b'"a":1,', b"\xc3", b"\xc3\xa9", b"\\/", b"\\n"]))
@@ -261,7 +255,7 @@ def test_a_line_hashed_as_written_but_not_canonical_ends_the_c_run_like_the_pyth
     body = lines[2].index(b'"body":{') + 8
     end = lines[2].index(b',"hash":')
     i = body + at % (end - body)
-    edited = _rehashed(lines[2][:i] + edit + lines[2][i:])
+    edited = self_hashed(lines[2][:i] + edit + lines[2][i:])
     block = b"\n".join([*lines[:2], edited, *lines[3:10]]) + b"\n"
     args = (0, 0, [], {}, False, None, None)
     got = native.scan(block, *args)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zlib
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from arxctl.chain.verify import ChainVerification, verify_chain
 from arxctl.chain.witness import FileWitness
 from arxctl.errors import InputError
 from arxctl.store.sqlite import Store
-from tests.chain.conftest import Logbook, mutate, read_export, write_export
+from tests.chain.conftest import Logbook, mutate, read_export, self_hashed, write_export
 
 
 def outcome(result: ChainVerification) -> dict[str, Any]:
@@ -115,14 +114,8 @@ def _relinked(lines: list[bytes], start: int, edit: Callable[[Record], dict[str,
     return out
 
 
-def _self_hashed(line: bytes) -> bytes:
-    """The line with its stored hash replaced by the SHA-256 of its own bytes (so only other checks can fail)."""
-    i = line.rindex(b',"hash":"sha256:')
-    return line[:i + 16] + hashlib.sha256(line[:i] + line[i + 81:]).hexdigest().encode() + line[i + 80:]
-
-
 def _each(lines: list[bytes], seqs: range, edit: Callable[[bytes], bytes]) -> list[bytes]:
-    return [_self_hashed(edit(line)) if i in seqs else line for i, line in enumerate(lines)]
+    return [self_hashed(edit(line)) if i in seqs else line for i, line in enumerate(lines)]
 
 
 def _wrong_prev(line: bytes) -> bytes:
